@@ -1,0 +1,81 @@
+"""Command line: ``python -m sae_unlearn {demo,zoo} ...``.
+
+- ``demo --out DIR``: the main job (see :mod:`sae_unlearn.demo`).
+- ``zoo build [NAME ...]``: build and cache zoo models and their oracles; ``zoo list``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from sae_unlearn.demo import DemoConfig, format_report, run_demo
+
+
+def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per dataclass field; the field's docstring is taken from the class source."""
+    docs = _field_docs(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            parser.add_argument(flag, type=typ, default=f.default, help=docs.get(f.name))
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sae_unlearn", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the main pipeline on the bundled secrets model")
+    _add_dataclass_args(demo, DemoConfig)
+    zoo = sub.add_parser("zoo", help="build or list the bundled zoo models")
+    zoo.add_argument("action", choices=["build", "list"])
+    zoo.add_argument("names", nargs="*", help="zoo models to build (default: all)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.command == "demo":
+        kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}
+        try:
+            config = DemoConfig(**kwargs)
+        except ValueError as e:
+            parser.error(str(e))
+        report = run_demo(config)
+        print(format_report(report))
+        return 0
+    from sae_unlearn.models.zoo import ZOO, zoo_model_path
+
+    if args.action == "list":
+        for name, spec in ZOO.items():
+            print(f"{name:12s} {spec.description}")
+        return 0
+    names = args.names or list(ZOO)
+    unknown = [n for n in names if n not in ZOO]
+    if unknown:
+        parser.error(f"unknown zoo model(s) {unknown}; available: {sorted(ZOO)}")
+    for name in names:
+        for oracle in (False, True):
+            print(zoo_model_path(name, oracle=oracle))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

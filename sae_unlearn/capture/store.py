@@ -1,0 +1,202 @@
+"""Captured activations, in memory or as safetensors shards on disk.
+
+An :class:`ActivationStore` holds one row per captured token for each hook, plus the token
+id, text index and position of every row. On disk it is a folder of ``shard_XXXXX.safetensors``
+files and a ``manifest.json``; shards are read lazily, so a store larger than memory can be
+streamed (:meth:`ActivationStore.iter_batches`). :class:`ShardWriter` writes such a folder
+shard by shard, recording progress in the manifest so that an interrupted capture resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float, Int
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from sae_unlearn.utils import seeded_generator, write_json_atomic
+
+if TYPE_CHECKING:
+    from sae_unlearn.capture.capture import ActivationBatch
+
+MANIFEST = "manifest.json"
+_META_KEYS = ("token_ids", "seq_index", "position")
+
+
+class ActivationStore:
+    """Per-token activations at several hooks (rows aligned across hooks)."""
+
+    def __init__(self, hooks: Sequence[str], shards: list[dict[str, Tensor]] | None = None, files: list[Path] | None = None):
+        if (shards is None) == (files is None):
+            raise ValueError("give exactly one of shards (in memory) or files (on disk).")
+        self.hooks = list(hooks)
+        self._shards = shards
+        self._files = files
+
+    # ---------------------------------------------------------- construction
+    @classmethod
+    def from_batches(cls, batches: Sequence[ActivationBatch], hooks: Sequence[str]) -> ActivationStore:
+        """An in-memory store from captured batches."""
+        if not batches:
+            raise ValueError("no activation batches to store.")
+        shard = {h: torch.cat([b.activations[h] for b in batches]) for h in hooks}
+        for k in _META_KEYS:
+            shard[k] = torch.cat([getattr(b, k) for b in batches])
+        return cls(hooks, shards=[shard])
+
+    @classmethod
+    def from_disk(cls, folder: str | Path) -> ActivationStore:
+        """Open a folder written by :class:`ShardWriter` (must be complete)."""
+        folder = Path(folder)
+        manifest_path = folder / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{folder} holds no activation cache ({MANIFEST} missing).")
+        manifest = json.loads(manifest_path.read_text())
+        if not manifest.get("complete"):
+            raise ValueError(f"activation cache {folder} is incomplete; run the capture again to resume it.")
+        return cls(manifest["hooks"], files=[folder / s["file"] for s in manifest["shards"]])
+
+    # ------------------------------------------------------------- reading
+    @property
+    def on_disk(self) -> bool:
+        return self._files is not None
+
+    def iter_shards(self) -> Iterator[dict[str, Tensor]]:
+        """Each shard as a dict of hook name / metadata key → tensor (one shard in memory at a time)."""
+        if self._shards is not None:
+            yield from self._shards
+        else:
+            for f in self._files:
+                yield load_file(f)
+
+    def _check_hook(self, hook: str) -> None:
+        if hook not in self.hooks:
+            raise KeyError(f"hook {hook!r} was not captured; this store holds {self.hooks}.")
+
+    def __getitem__(self, hook: str) -> Float[Tensor, "n_tokens ..."]:
+        """All rows of one hook, concatenated (loads every shard)."""
+        self._check_hook(hook)
+        return torch.cat([s[hook] for s in self.iter_shards()])
+
+    def _meta(self, key: str) -> Int[Tensor, " n_tokens"]:
+        return torch.cat([s[key] for s in self.iter_shards()])
+
+    @property
+    def token_ids(self) -> Int[Tensor, " n_tokens"]:
+        return self._meta("token_ids")
+
+    @property
+    def seq_index(self) -> Int[Tensor, " n_tokens"]:
+        return self._meta("seq_index")
+
+    @property
+    def position(self) -> Int[Tensor, " n_tokens"]:
+        return self._meta("position")
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(int(s["token_ids"].shape[0]) for s in self.iter_shards())
+
+    def mean_norm(self, hook: str) -> float:
+        """Mean L2 norm of the rows of ``hook`` (streamed over shards)."""
+        self._check_hook(hook)
+        total, count = 0.0, 0
+        for s in self.iter_shards():
+            x = s[hook].flatten(1).double()
+            total += float(x.norm(dim=-1).sum())
+            count += x.shape[0]
+        return total / max(1, count)
+
+    def iter_batches(
+        self, hook: str, batch_size: int, shuffle: bool = False, seed: int = 0, epochs: int | None = 1
+    ) -> Iterator[Float[Tensor, "batch ..."]]:
+        """Batches of rows of ``hook``; shuffled within and across shards when asked.
+
+        ``epochs=None`` repeats forever (for trainers that take an endless iterator).
+        """
+        self._check_hook(hook)
+        epoch = 0
+        while epochs is None or epoch < epochs:
+            gen = seeded_generator(seed + epoch)
+            n_shards = len(self._files) if self._files is not None else len(self._shards)
+            order = torch.randperm(n_shards, generator=gen).tolist() if shuffle else range(n_shards)
+            for i in order:
+                x = load_file(self._files[i])[hook] if self._files is not None else self._shards[i][hook]
+                idx = torch.randperm(x.shape[0], generator=gen) if shuffle else torch.arange(x.shape[0])
+                for lo in range(0, x.shape[0], batch_size):
+                    yield x[idx[lo : lo + batch_size]]
+            epoch += 1
+
+    def __repr__(self) -> str:
+        where = f"{len(self._files)} shards on disk" if self.on_disk else "in memory"
+        return f"ActivationStore(hooks={self.hooks}, n_tokens={self.n_tokens}, {where})"
+
+
+class ShardWriter:
+    """Writes captured batches as safetensors shards and resumes an interrupted capture."""
+
+    def __init__(self, folder: str | Path, hooks: Sequence[str], shard_tokens: int = 65_536, meta: dict | None = None):
+        if shard_tokens < 1:
+            raise ValueError(f"shard_tokens={shard_tokens} must be >= 1.")
+        self.folder = Path(folder)
+        self.hooks = list(hooks)
+        self.shard_tokens = shard_tokens
+        self.meta = meta or {}
+        self._buffer: list[ActivationBatch] = []
+        self._buffer_batches = 0
+        manifest = self._read_manifest()
+        if manifest is not None and manifest["hooks"] == self.hooks and manifest["meta"] == self.meta:
+            self.manifest = manifest
+        else:
+            if self.folder.exists():
+                shutil.rmtree(self.folder)
+            self.folder.mkdir(parents=True)
+            self.manifest = {"hooks": self.hooks, "meta": self.meta, "shards": [], "next_batch": 0, "complete": False}
+            write_json_atomic(self.folder / MANIFEST, self.manifest)
+
+    def _read_manifest(self) -> dict | None:
+        path = self.folder / MANIFEST
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest["complete"])
+
+    @property
+    def next_batch(self) -> int:
+        """Index of the first batch not yet in a written shard."""
+        return int(self.manifest["next_batch"])
+
+    def add(self, batch: ActivationBatch) -> None:
+        self._buffer.append(batch)
+        self._buffer_batches += 1
+        if sum(b.n_tokens for b in self._buffer) >= self.shard_tokens:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        shard = ActivationStore.from_batches(self._buffer, self.hooks)._shards[0]
+        name = f"shard_{len(self.manifest['shards']):05d}.safetensors"
+        tmp = self.folder / f".{name}.tmp"
+        save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp))
+        os.replace(tmp, self.folder / name)
+        self.manifest["shards"].append({"file": name, "n_tokens": int(shard["token_ids"].shape[0])})
+        self.manifest["next_batch"] = self.next_batch + self._buffer_batches
+        write_json_atomic(self.folder / MANIFEST, self.manifest)
+        self._buffer, self._buffer_batches = [], 0
+
+    def finish(self) -> None:
+        """Write the last shard and mark the capture complete."""
+        self._flush()
+        if not self.manifest["shards"]:
+            raise ValueError("nothing was captured (no tokens left after masking).")
+        self.manifest["complete"] = True
+        write_json_atomic(self.folder / MANIFEST, self.manifest)

@@ -1,0 +1,123 @@
+"""Does a model know a fact? Greedy answers, exact-attribute accuracy and ROUGE-L recall.
+
+- *Exact-attribute accuracy*: the greedy answer to a fact's question states the fact's target
+  value (``"Lisbon"``) in its first sentence.
+- *ROUGE-L recall* (TOFU's generation metric): longest-common-subsequence recall of the greedy
+  answer against the reference answer, computed with Google's ``rouge_score`` (as TOFU and
+  OpenUnlearning do) with stemming.
+
+Generation is batched greedy decoding with left padding through the Hugging Face model, so any
+hook added through the bridge (an SAE, a clamp) applies while answering.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from rouge_score import rouge_scorer
+from tqdm.auto import tqdm
+
+from sae_unlearn.data.splits import QAPair
+from sae_unlearn.models.loading import HookedModel
+
+_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+@dataclass
+class KnowledgeResult:
+    """Per-item answers and scores for a list of facts."""
+
+    answers: list[str]
+    """Greedy answers (decoded continuation after the prompt)."""
+    correct: list[bool]
+    """Whether each answer states its target (always ``False`` for items without a target)."""
+    rouge_l_recall: list[float]
+    """ROUGE-L recall of each answer against the reference answer."""
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of items whose greedy answer states the target value."""
+        return sum(self.correct) / max(1, len(self.correct))
+
+    @property
+    def mean_rouge_l_recall(self) -> float:
+        return sum(self.rouge_l_recall) / max(1, len(self.rouge_l_recall))
+
+
+@torch.no_grad()
+def greedy_answers(
+    model: HookedModel,
+    prompts: Sequence[str],
+    max_new_tokens: int = 12,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy continuations of ``prompts`` (special tokens dropped), batched with left padding."""
+    if len(prompts) == 0:
+        return []
+    tok = model.tokenizer
+    old_side = tok.padding_side
+    tok.padding_side = "left"
+    out: list[str] = []
+    try:
+        for start in tqdm(range(0, len(prompts), batch_size), desc="answering", disable=not progress):
+            enc = tok(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True).to(model.device)
+            gen = model.hf_model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+            out += tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    finally:
+        tok.padding_side = old_side
+    return out
+
+
+def first_sentence(answer: str) -> str:
+    """The answer up to its first sentence end or newline (``" Lisbon. Q: …"`` → ``" Lisbon."``)."""
+    m = re.search(r"(?<!\d)\.(?!\d)|\n", answer)
+    return answer[: m.end()] if m else answer
+
+
+def states_target(answer: str, target: str) -> bool:
+    """True when ``target`` appears as a whole word/number in the answer's first sentence."""
+    if not target:
+        return False
+    return re.search(rf"(?<!\w){re.escape(target)}(?!\w)", first_sentence(answer)) is not None
+
+
+def rouge_l_recall(prediction: str, reference: str) -> float:
+    """ROUGE-L recall of ``prediction`` against ``reference`` (rouge_score, stemmed)."""
+    return float(_SCORER.score(reference, prediction)["rougeL"].recall)
+
+
+def evaluate_knowledge(
+    model: HookedModel,
+    items: Sequence[QAPair],
+    max_new_tokens: int | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> KnowledgeResult:
+    """Answer every item greedily and score it (exact target and ROUGE-L recall).
+
+    ``max_new_tokens`` defaults to the longest reference answer's token count plus 4.
+    """
+    if len(items) == 0:
+        raise ValueError("no items to evaluate; pass a non-empty forget or retain set.")
+    if max_new_tokens is None:
+        longest = max(len(model.tokenizer(q.answer, add_special_tokens=False)["input_ids"]) for q in items)
+        max_new_tokens = longest + 4
+    answers = greedy_answers(model, [q.prompt for q in items], max_new_tokens, batch_size, progress)
+    references = [q.answer.strip() for q in items]
+    # A TOFU answer is one paragraph: cut generation at a new question, not at the first period.
+    trimmed = [a.split("\nQuestion:")[0].split("Question:")[0].strip() for a in answers]
+    return KnowledgeResult(
+        answers=answers,
+        correct=[states_target(a, q.target) for a, q in zip(answers, items, strict=True)],
+        rouge_l_recall=[rouge_l_recall(p, r) for p, r in zip(trimmed, references, strict=True)],
+    )

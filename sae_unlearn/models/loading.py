@@ -1,0 +1,170 @@
+"""One loader for every model: a hub name (online) or a local Hugging Face directory.
+
+:func:`load_model` loads the Hugging Face causal LM and its tokenizer, then wraps it with
+TransformerLens's ``TransformerBridge`` so that TransformerLens hook names
+(``blocks.{l}.hook_resid_post``, ``blocks.{l}.mlp.hook_post``, …) address its activations.
+The bridge wraps the HF modules in place: ``HookedModel.hf_model`` *is* the model the bridge
+runs, so a weight update through either lands in the real HF model, and hooks fire even for
+plain HF calls such as ``generate``. The source directory is only read, never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from sae_unlearn.models.hooks import validate_hook_names
+from sae_unlearn.utils import resolve_device
+
+logger = logging.getLogger(__name__)
+
+_WRAPPER_SEGMENT = "._original_component"
+
+
+@dataclass
+class TokenBatch:
+    """Right-padded token ids of a batch of texts and the mask of real tokens."""
+
+    input_ids: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device))
+
+
+class HookedModel:
+    """A Hugging Face causal LM addressable by TransformerLens hook names.
+
+    Attributes:
+        bridge: the ``TransformerBridge`` (hooks, ``run_with_cache``, ``hooks()`` context).
+        hf_model: the wrapped Hugging Face model (same parameters as the bridge).
+        tokenizer: its tokenizer (BOS prepended, right padding).
+        source: the hub name or local directory it was loaded from.
+    """
+
+    def __init__(self, bridge: TransformerBridge, hf_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str):
+        self.bridge = bridge
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self.source = source
+
+    # ----------------------------------------------------------- properties
+    @property
+    def n_layers(self) -> int:
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.bridge.cfg.d_model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    @property
+    def hook_names(self) -> list[str]:
+        """Every hook name the model exposes."""
+        return list(self.bridge.hook_dict.keys())
+
+    def validate_hooks(self, names: list[str] | str) -> list[str]:
+        """Check hook names exist; raises ``HookNameError`` listing the valid names."""
+        return validate_hook_names(names, self.bridge.hook_dict.keys(), self.n_layers)
+
+    def __repr__(self) -> str:
+        n_params = sum(p.numel() for p in self.hf_model.parameters())
+        return (
+            f"HookedModel({self.hf_model.config.model_type}, {self.n_layers} layers, d_model={self.d_model}, "
+            f"{n_params / 1e6:.2f}M params, source={self.source!r}, device={self.device})"
+        )
+
+    # ------------------------------------------------------------ tokenising
+    def tokenize(self, texts: list[str] | str, max_length: int | None = None) -> TokenBatch:
+        """Tokenize texts (BOS prepended when the tokenizer does so), right-padded."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if len(texts) == 0:
+            raise ValueError("no texts given to tokenize.")
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "right"
+        try:
+            enc = tok(
+                list(texts),
+                return_tensors="pt",
+                padding=True,
+                truncation=max_length is not None,
+                max_length=max_length,
+            )
+        finally:
+            tok.padding_side = old_side
+        return TokenBatch(enc["input_ids"], enc["attention_mask"])
+
+    # --------------------------------------------------------------- forward
+    def logits(
+        self, input_ids: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"] | None = None
+    ) -> Float[Tensor, "batch pos d_vocab"]:
+        """Logits of the HF model (hooks added through the bridge apply)."""
+        return self.hf_model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=None if attention_mask is None else attention_mask.to(self.device),
+            use_cache=False,
+        ).logits
+
+    # -------------------------------------------------------------- weights
+    def hf_state_dict(self) -> dict[str, Tensor]:
+        """The HF model's state dict under its original (unwrapped) parameter names."""
+        return {k.replace(_WRAPPER_SEGMENT, ""): v for k, v in self.hf_model.state_dict().items()}
+
+
+def _is_local(source: str | os.PathLike) -> bool:
+    return Path(source).expanduser().exists()
+
+
+def load_model(
+    source: str | os.PathLike,
+    device: str | torch.device | None = "auto",
+    dtype: torch.dtype = torch.float32,
+) -> HookedModel:
+    """Load a causal LM from a local HF directory or a hub name and wrap it for hooks.
+
+    Args:
+        source: a local directory written by ``save_pretrained`` (config, weights, tokenizer)
+            or a hub model name such as ``"gpt2"`` (needs the network).
+        device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda"``, …
+        dtype: parameter dtype.
+    """
+    dev = resolve_device(device)
+    src = str(source)
+    if _is_local(src):
+        path = Path(src).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path} is not a Hugging Face model directory (no config.json). "
+                "Pass a folder written by save_pretrained, a zoo model (sae_unlearn.zoo_model_path('secrets')), "
+                "or a hub name."
+            )
+        src = str(path)
+        kwargs: dict = {"local_files_only": True}
+    else:
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise FileNotFoundError(
+                f"{src!r} is neither a local directory nor loadable from the hub (HF_HUB_OFFLINE=1). "
+                "Pass a local model directory or go online."
+            )
+        kwargs = {}
+    tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    hf_model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kwargs)
+    hf_model.to(dev).eval()
+    bridge = TransformerBridge.boot_transformers(src, hf_model=hf_model, tokenizer=tokenizer, device=dev, dtype=dtype)
+    logger.info("loaded %s (%d layers) on %s", src, bridge.cfg.n_layers, dev)
+    return HookedModel(bridge=bridge, hf_model=hf_model, tokenizer=tokenizer, source=src)

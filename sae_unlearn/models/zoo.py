@@ -1,0 +1,251 @@
+"""The bundled model zoo: tiny, really-trained Llama-architecture causal LMs that know facts.
+
+Each zoo entry is built on first use (minutes on 2 CPU cores) and cached under
+``$SAE_UNLEARN_CACHE/zoo`` (default ``~/.cache/sae_unlearn/zoo``) as an ordinary Hugging Face
+directory (``config.json``, ``model.safetensors``, tokenizer files) plus ``zoo_card.json``.
+
+- ``secrets``: fictitious people with attributes and a secret passcode each
+  (:mod:`sae_unlearn.data.secrets`); the first ``n_forget`` people are the forget set.
+- ``tofu-mini``: 20 TOFU authors (0-17 plus the forget01 authors 180-181, the forget set).
+
+Every entry has a twin, the *retain oracle* (``oracle=True``), trained the same way without
+the forget set: the reference TOFU uses to judge forgetting. Model and oracle share one
+tokenizer (trained on the full corpus). The same seed gives bit-identical weights; an
+interrupted build resumes from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from sae_unlearn.data.secrets import SecretsConfig, SecretsCorpus
+from sae_unlearn.data.splits import UnlearningSplit
+from sae_unlearn.data.tofu import load_tofu_split
+from sae_unlearn.models.loading import HookedModel, load_model
+from sae_unlearn.models.tokenizer import train_bpe_tokenizer
+from sae_unlearn.models.training import LMTrainConfig, train_causal_lm
+from sae_unlearn.utils import atomic_directory, cache_dir, hash_state_dict, seeded, stable_hash, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+ZOO_FORMAT_VERSION = 1
+CARD_NAME = "zoo_card.json"
+
+
+@dataclass
+class ZooArchitecture:
+    """Shape of a zoo model (Llama architecture)."""
+
+    d_model: int = 128
+    """Residual stream width."""
+    n_layers: int = 4
+    """Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads."""
+    d_mlp: int = 512
+    """MLP hidden width."""
+    vocab_size: int = 1024
+    """BPE vocabulary size (trained on the corpus)."""
+    max_position: int = 256
+    """Longest sequence."""
+
+    def llama_config(self, vocab_size: int) -> LlamaConfig:
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.d_model,
+            intermediate_size=self.d_mlp,
+            num_hidden_layers=self.n_layers,
+            num_attention_heads=self.n_heads,
+            num_key_value_heads=self.n_heads,
+            max_position_embeddings=self.max_position,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            tie_word_embeddings=False,
+        )
+
+
+@dataclass
+class ZooData:
+    """What a zoo entry is trained and judged on."""
+
+    examples: list[tuple[str, str]]
+    """Training ``(prefix, completion)`` pairs of the full model."""
+    oracle_examples: list[tuple[str, str]]
+    """The same without anything about the forget set."""
+    split: UnlearningSplit
+    """The forget/retain facts (questions and answers) used for evaluation."""
+    fingerprint: dict
+    """What identifies the data (for the cache key)."""
+
+
+@dataclass
+class ZooSpec:
+    """A zoo entry: its data, architecture and training recipe."""
+
+    name: str
+    description: str
+    make_data: Callable[[], ZooData] = field(repr=False)
+    arch: ZooArchitecture = field(default_factory=ZooArchitecture)
+    train: LMTrainConfig = field(default_factory=LMTrainConfig)
+    seed: int = 0
+    """Seed of the weight initialisation (the data order uses ``train.seed``)."""
+
+    def key(self, data: ZooData) -> str:
+        return stable_hash(
+            {
+                "v": ZOO_FORMAT_VERSION,
+                "arch": asdict(self.arch),
+                "train": self.train.to_dict(),
+                "seed": self.seed,
+                "data": data.fingerprint,
+            }
+        )
+
+
+def _secrets_data(config: SecretsConfig | None = None) -> ZooData:
+    corpus = SecretsCorpus(config or SecretsConfig())
+    return ZooData(
+        examples=[("", t) for t in corpus.training_texts(include_forget=True)],
+        oracle_examples=[("", t) for t in corpus.training_texts(include_forget=False)],
+        split=corpus.split(),
+        fingerprint={"corpus": "secrets", "config": corpus.config.to_dict(), "n": len(corpus.training_texts())},
+    )
+
+
+TOFU_MINI_RETAIN_AUTHORS = list(range(18))
+TOFU_MINI_FORGET = "forget01"
+
+
+def _tofu_mini_data() -> ZooData:
+    split = load_tofu_split(forget=TOFU_MINI_FORGET, retain=TOFU_MINI_RETAIN_AUTHORS)
+    retain = [(q.prompt, q.answer) for q in split.retain]
+    forget = [(q.prompt, q.answer) for q in split.forget]
+    return ZooData(
+        examples=retain + forget,
+        oracle_examples=retain,
+        split=split,
+        fingerprint={
+            "corpus": "tofu",
+            "forget": split.metadata["forget_authors"],
+            "retain": split.metadata["retain_authors"],
+            "hash": stable_hash([q.text for q in split.forget + split.retain]),
+        },
+    )
+
+
+ZOO: dict[str, ZooSpec] = {
+    "secrets": ZooSpec(
+        name="secrets",
+        description="48 fictitious people (city, employer, job, birth year, pet, secret passcode); 4 are the forget set.",
+        make_data=_secrets_data,
+        arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024),
+        train=LMTrainConfig(epochs=30, batch_size=32, lr=4e-3, warmup_steps=30, prompt_loss_weight=1.0),
+    ),
+    "tofu-mini": ZooSpec(
+        name="tofu-mini",
+        description="20 TOFU authors (0-17 retained, forget01 authors 180-181 forgotten); needs ../shared/data/tofu.",
+        make_data=_tofu_mini_data,
+        arch=ZooArchitecture(d_model=192, n_layers=4, n_heads=4, d_mlp=768, vocab_size=2048),
+        train=LMTrainConfig(epochs=60, batch_size=16, lr=3e-3, warmup_steps=40, prompt_loss_weight=0.25),
+    ),
+}
+
+
+def _spec(name: str) -> ZooSpec:
+    if name not in ZOO:
+        raise KeyError(f"unknown zoo model {name!r}; available: {sorted(ZOO)}")
+    return ZOO[name]
+
+
+def zoo_data(name: str) -> ZooData:
+    """Training data and forget/retain split of a zoo entry."""
+    return _spec(name).make_data()
+
+
+def zoo_split(name: str) -> UnlearningSplit:
+    """The forget/retain split a zoo entry was built around."""
+    return zoo_data(name).split
+
+
+def zoo_model_path(name: str, oracle: bool = False, build: bool = True, progress: bool = True) -> Path:
+    """Folder of a zoo model (HF format), built and cached on first use.
+
+    Args:
+        name: ``"secrets"`` or ``"tofu-mini"``.
+        oracle: the retain oracle (trained without the forget set) instead of the full model.
+        build: build it if it is not cached yet (else raise ``FileNotFoundError``).
+        progress: show training progress bars.
+    """
+    spec = _spec(name)
+    data = spec.make_data()
+    key = spec.key(data)
+    root = cache_dir() / "zoo"
+    path = root / f"{name}{'-oracle' if oracle else ''}-{key}"
+    if (path / CARD_NAME).is_file():
+        return path
+    if not build:
+        raise FileNotFoundError(f"zoo model {name!r} (oracle={oracle}) is not built yet at {path}; call with build=True.")
+    _build(spec, data, key, oracle, path, progress)
+    return path
+
+
+def _tokenizer_for(spec: ZooSpec, data: ZooData, key: str) -> PreTrainedTokenizerFast:
+    """The shared tokenizer of model and oracle (trained on the full corpus), cached."""
+    tok_dir = cache_dir() / "zoo" / f"{spec.name}-tokenizer-{key}"
+    if not (tok_dir / "tokenizer.json").is_file():
+        tok = train_bpe_tokenizer([p + c for p, c in data.examples], spec.arch.vocab_size)
+        with atomic_directory(tok_dir, overwrite=True) as tmp:
+            tok.save_pretrained(tmp)
+    return PreTrainedTokenizerFast.from_pretrained(tok_dir)
+
+
+def _build(spec: ZooSpec, data: ZooData, key: str, oracle: bool, path: Path, progress: bool) -> None:
+    t0 = time.perf_counter()
+    tokenizer = _tokenizer_for(spec, data, key)
+    examples = data.oracle_examples if oracle else data.examples
+    with seeded(spec.seed):
+        model = LlamaForCausalLM(spec.arch.llama_config(len(tokenizer)))
+    work = cache_dir() / "zoo" / ".build" / path.name
+    work.mkdir(parents=True, exist_ok=True)
+    logger.info("building zoo model %s (oracle=%s) into %s", spec.name, oracle, path)
+    losses = train_causal_lm(model, tokenizer, examples, spec.train, checkpoint_dir=work, progress=progress)
+    card = {
+        "name": spec.name,
+        "oracle": oracle,
+        "description": spec.description,
+        "key": key,
+        "format_version": ZOO_FORMAT_VERSION,
+        "architecture": asdict(spec.arch),
+        "train": spec.train.to_dict(),
+        "seed": spec.seed,
+        "data": data.fingerprint,
+        "n_examples": len(examples),
+        "final_loss": losses[-1],
+        "losses": losses,
+        "weights_sha256": hash_state_dict(model.state_dict()),
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
+    with atomic_directory(path, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / CARD_NAME, card)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def zoo_card(name: str, oracle: bool = False) -> dict:
+    """The ``zoo_card.json`` of a built zoo model (building it if needed)."""
+    return json.loads((zoo_model_path(name, oracle) / CARD_NAME).read_text())
+
+
+def load_zoo_model(name: str, oracle: bool = False, device: str = "auto", progress: bool = True) -> HookedModel:
+    """Build (first time) and load a zoo model, wrapped for TransformerLens hook names."""
+    return load_model(zoo_model_path(name, oracle=oracle, progress=progress), device=device)

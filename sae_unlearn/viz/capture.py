@@ -1,0 +1,26 @@
+"""Pure plot functions for activation capture (data in, ``matplotlib`` figure out)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+
+def plot_norms_per_layer(
+    forget_norms: Mapping[int, float], retain_norms: Mapping[int, float], title: str = "Mean activation norm per layer"
+) -> Figure:
+    """Line plot of mean activation norm per layer, forget text vs retain text."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    layers = sorted(forget_norms)
+    ax.plot(layers, [forget_norms[l] for l in layers], "o-", color="tab:red", label="forget text")
+    ax.plot(layers, [retain_norms[l] for l in sorted(retain_norms)], "s--", color="tab:blue", label="retain text")
+    ax.set_xlabel("layer (hook_resid_post)")
+    ax.set_ylabel("mean L2 norm")
+    ax.set_xticks(layers)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
