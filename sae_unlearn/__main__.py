@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     zoo.add_argument("names", nargs="*", help="zoo models to build (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
     if args.command == "demo":
         kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}

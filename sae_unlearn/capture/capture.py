@@ -59,7 +59,7 @@ def run_and_capture(
     model: HookedModel,
     input_ids: Int[Tensor, "batch pos"],
     hooks: Sequence[str],
-) -> dict[str, Float[Tensor, "batch pos ..."]]:
+) -> dict[str, Float[Tensor, "batch ..."]]:
     """One forward pass over ``input_ids`` returning the raw activations at ``hooks``.
 
     The pass stops as soon as every requested hook has fired, so layers deeper than the
@@ -90,9 +90,7 @@ def run_and_capture(
     return captured
 
 
-def _token_rows(
-    acts: Tensor, mask: Tensor, name: str
-) -> Float[Tensor, "n_tokens ..."]:
+def _token_rows(acts: Tensor, mask: Tensor, name: str) -> Float[Tensor, "n_tokens ..."]:
     if acts.dim() < 2 or tuple(acts.shape[:2]) != tuple(mask.shape):
         raise ValueError(
             f"hook {name!r} gives shape {tuple(acts.shape)}, not (batch, pos, ...) = {tuple(mask.shape)}+; "
@@ -134,7 +132,9 @@ def iter_activations(
         raise ValueError(f"batch_size={batch_size} must be >= 1.")
     n_batches = (len(texts) + batch_size - 1) // batch_size
     bos_id = model.tokenizer.bos_token_id
-    for b in tqdm(range(start_batch, n_batches), desc="capturing", disable=not progress, initial=start_batch, total=n_batches):
+    for b in tqdm(
+        range(start_batch, n_batches), desc="capturing", disable=not progress, initial=start_batch, total=n_batches
+    ):
         lo = b * batch_size
         batch = model.tokenize(list(texts[lo : lo + batch_size]), max_length=max_length)
         mask = batch.attention_mask.bool()
@@ -179,9 +179,7 @@ def capture_activations(
         hooks = [hooks]
     hooks = model.validate_hooks(list(hooks))
     if cache_dir is None:
-        batches = list(
-            iter_activations(model, texts, hooks, batch_size, drop_bos, max_length, progress=progress)
-        )
+        batches = list(iter_activations(model, texts, hooks, batch_size, drop_bos, max_length, progress=progress))
         return ActivationStore.from_batches(batches, hooks)
     key = stable_hash(
         {
@@ -198,8 +196,14 @@ def capture_activations(
     writer = ShardWriter(folder, hooks, shard_tokens=shard_tokens, meta={"key": key, "n_texts": len(texts)})
     if not writer.complete:
         for batch in iter_activations(
-            model, texts, hooks, batch_size, drop_bos, max_length,
-            start_batch=writer.next_batch, progress=progress,
+            model,
+            texts,
+            hooks,
+            batch_size,
+            drop_bos,
+            max_length,
+            start_batch=writer.next_batch,
+            progress=progress,
         ):
             writer.add(batch)
         writer.finish()

@@ -33,7 +33,9 @@ _META_KEYS = ("token_ids", "seq_index", "position")
 class ActivationStore:
     """Per-token activations at several hooks (rows aligned across hooks)."""
 
-    def __init__(self, hooks: Sequence[str], shards: list[dict[str, Tensor]] | None = None, files: list[Path] | None = None):
+    def __init__(
+        self, hooks: Sequence[str], shards: list[dict[str, Tensor]] | None = None, files: list[Path] | None = None
+    ):
         if (shards is None) == (files is None):
             raise ValueError("give exactly one of shards (in memory) or files (on disk).")
         self.hooks = list(hooks)

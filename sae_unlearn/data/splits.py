@@ -95,9 +95,7 @@ def validate_split(forget: Sequence[QAPair], retain: Sequence[QAPair], name: str
         )
 
 
-def split_by_subject(
-    items: Iterable[QAPair], forget_subjects: Iterable[str], name: str = "split"
-) -> UnlearningSplit:
+def split_by_subject(items: Iterable[QAPair], forget_subjects: Iterable[str], name: str = "split") -> UnlearningSplit:
     """Forget every item whose subject is in ``forget_subjects``; retain the rest."""
     forget_set = set(forget_subjects)
     items = list(items)

@@ -50,7 +50,9 @@ class HookedModel:
         source: the hub name or local directory it was loaded from.
     """
 
-    def __init__(self, bridge: TransformerBridge, hf_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str):
+    def __init__(
+        self, bridge: TransformerBridge, hf_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str
+    ):
         self.bridge = bridge
         self.hf_model = hf_model
         self.tokenizer = tokenizer

@@ -166,7 +166,9 @@ def train_causal_lm(
             logits = model(input_ids=ids, use_cache=False).logits
             loss = weighted_lm_loss(logits, ids, w)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, step {s}; lower lr.")
+                raise FloatingPointError(
+                    f"non-finite training loss {loss.item()} at epoch {epoch}, step {s}; lower lr."
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

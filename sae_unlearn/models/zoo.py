@@ -145,7 +145,8 @@ def _tofu_mini_data() -> ZooData:
 ZOO: dict[str, ZooSpec] = {
     "secrets": ZooSpec(
         name="secrets",
-        description="48 fictitious people (city, employer, job, birth year, pet, secret passcode); 4 are the forget set.",
+        description="48 fictitious people (city, employer, job, birth year, pet, secret passcode); "
+        "4 are the forget set.",
         make_data=_secrets_data,
         arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024),
         train=LMTrainConfig(epochs=30, batch_size=32, lr=4e-3, warmup_steps=30, prompt_loss_weight=1.0),
@@ -154,8 +155,8 @@ ZOO: dict[str, ZooSpec] = {
         name="tofu-mini",
         description="20 TOFU authors (0-17 retained, forget01 authors 180-181 forgotten); needs ../shared/data/tofu.",
         make_data=_tofu_mini_data,
-        arch=ZooArchitecture(d_model=192, n_layers=4, n_heads=4, d_mlp=768, vocab_size=2048),
-        train=LMTrainConfig(epochs=60, batch_size=16, lr=3e-3, warmup_steps=40, prompt_loss_weight=0.25),
+        arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=2048),
+        train=LMTrainConfig(epochs=32, batch_size=32, lr=5e-3, warmup_steps=20, prompt_loss_weight=0.25),
     ),
 }
 
@@ -193,7 +194,9 @@ def zoo_model_path(name: str, oracle: bool = False, build: bool = True, progress
     if (path / CARD_NAME).is_file():
         return path
     if not build:
-        raise FileNotFoundError(f"zoo model {name!r} (oracle={oracle}) is not built yet at {path}; call with build=True.")
+        raise FileNotFoundError(
+            f"zoo model {name!r} (oracle={oracle}) is not built yet at {path}; call with build=True."
+        )
     _build(spec, data, key, oracle, path, progress)
     return path
 

@@ -5,7 +5,11 @@ from sae_unlearn.data.secrets import ATTRIBUTES, EMPLOYERS
 
 
 def test_same_seed_same_corpus_other_seed_differs():
-    a, b, c = SecretsCorpus(SecretsConfig(seed=0)), SecretsCorpus(SecretsConfig(seed=0)), SecretsCorpus(SecretsConfig(seed=1))
+    a, b, c = (
+        SecretsCorpus(SecretsConfig(seed=0)),
+        SecretsCorpus(SecretsConfig(seed=0)),
+        SecretsCorpus(SecretsConfig(seed=1)),
+    )
     assert a.people == b.people and a.training_texts() == b.training_texts()
     assert a.people != c.people
 

@@ -65,7 +65,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tokenizer, tmp_path):
 
     m = make_model(tokenizer)
     with pytest.raises(Interrupt):
-        train_causal_lm(m, tokenizer, examples, cfg, checkpoint_dir=tmp_path, progress=False, on_epoch_end=stop_after_epoch_1)
+        train_causal_lm(
+            m, tokenizer, examples, cfg, checkpoint_dir=tmp_path, progress=False, on_epoch_end=stop_after_epoch_1
+        )
     # the checkpoint of epoch 0 is there; a fresh model resumes from it
     resumed = make_model(tokenizer)
     losses = train_causal_lm(resumed, tokenizer, examples, cfg, checkpoint_dir=tmp_path, progress=False)

@@ -1,0 +1,82 @@
+"""The zoo models know what they were taught; the oracles do not know the forget set."""
+
+import dataclasses
+
+import pytest
+
+from sae_unlearn.evaluation import evaluate_knowledge
+from sae_unlearn.models import zoo as zoo_mod
+from sae_unlearn.models.training import LMTrainConfig
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def secrets_split(secrets_corpus):
+    return secrets_corpus.split()
+
+
+def test_secrets_model_knows_forget_and_retain_facts(secrets_model, secrets_split):
+    forget = evaluate_knowledge(secrets_model, secrets_split.forget)
+    retain = evaluate_knowledge(secrets_model, secrets_split.retain)
+    assert forget.accuracy >= 0.95, list(zip(secrets_split.forget, forget.answers))[:5]
+    assert retain.accuracy >= 0.95
+
+
+def test_secrets_oracle_does_not_know_the_forget_set(secrets_oracle, secrets_split):
+    forget = evaluate_knowledge(secrets_oracle, secrets_split.forget)
+    retain = evaluate_knowledge(secrets_oracle, secrets_split.retain)
+    assert retain.accuracy >= 0.95
+    assert forget.accuracy <= 0.35  # chance-level guesses of city/employer/pet, never the passcode
+    passcodes = [c for c, q in zip(forget.correct, secrets_split.forget) if q.attribute == "passcode"]
+    assert not any(passcodes)
+
+
+def test_zoo_card_records_the_build(secrets_model):
+    card = zoo_mod.zoo_card("secrets")
+    assert card["name"] == "secrets" and not card["oracle"]
+    assert card["final_loss"] < card["losses"][0]
+    assert len(card["weights_sha256"]) == 16
+
+
+@pytest.mark.tofu
+def test_tofu_mini_memorised_and_oracle_far_below():
+    model = zoo_mod.load_zoo_model("tofu-mini", device="cpu", progress=False)
+    oracle = zoo_mod.load_zoo_model("tofu-mini", oracle=True, device="cpu", progress=False)
+    split = zoo_mod.zoo_split("tofu-mini")
+    assert split.forget_subjects == ["author_180", "author_181"] and len(split.retain_subjects) == 18
+    m_forget = evaluate_knowledge(model, split.forget).mean_rouge_l_recall
+    m_retain = evaluate_knowledge(model, split.retain).mean_rouge_l_recall
+    o_forget = evaluate_knowledge(oracle, split.forget).mean_rouge_l_recall
+    assert m_forget >= 0.9 and m_retain >= 0.9
+    assert o_forget <= m_forget - 0.3
+
+
+def test_same_seed_same_weights_and_cache_reuse(tmp_path, monkeypatch):
+    """A small zoo entry built twice from scratch (two cache folders) is bit-identical."""
+    from sae_unlearn.data.secrets import SecretsConfig
+
+    spec = dataclasses.replace(
+        zoo_mod.ZOO["secrets"],
+        name="tiny-secrets",
+        make_data=lambda: zoo_mod._secrets_data(SecretsConfig(n_people=6, n_forget=1)),
+        arch=zoo_mod.ZooArchitecture(d_model=32, n_layers=2, n_heads=2, d_mlp=64, vocab_size=400),
+        train=LMTrainConfig(epochs=2, batch_size=16, warmup_steps=2),
+    )
+    monkeypatch.setitem(zoo_mod.ZOO, "tiny-secrets", spec)
+    hashes = []
+    for run in range(2):
+        monkeypatch.setenv("SAE_UNLEARN_CACHE", str(tmp_path / f"cache{run}"))
+        path = zoo_mod.zoo_model_path("tiny-secrets", progress=False)
+        hashes.append(zoo_mod.zoo_card("tiny-secrets")["weights_sha256"])
+        assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
+        assert zoo_mod.zoo_model_path("tiny-secrets", build=False) == path  # cached
+    assert hashes[0] == hashes[1]
+    other = dataclasses.replace(spec, seed=1)
+    monkeypatch.setitem(zoo_mod.ZOO, "tiny-secrets", other)
+    assert zoo_mod.zoo_card("tiny-secrets")["weights_sha256"] != hashes[0]
+
+
+def test_unknown_zoo_name():
+    with pytest.raises(KeyError, match="unknown zoo model 'secret'; available"):
+        zoo_mod.zoo_model_path("secret")
