@@ -2,9 +2,11 @@
 
 Builds (or loads from the cache) the ``secrets`` zoo model and its retain oracle, checks that
 the model knows its facts and that the oracle does not know the forget set, captures
-activations at every layer for forget and retain text, and writes ``DIR/report.json``, a
-figure, and a short printed report. Later pipeline stages (SAEs, selection, subspaces,
-unlearning, verification, export) extend the same job.
+activations at every layer for forget and retain text (one pass), fits one SAE per layer on
+those activations (sae-lens trainer), selects the layer and the latents tied to the forget
+set, builds the relevant/irrelevant subspaces, and writes ``DIR/report.json``, figures, the
+SAEs (``DIR/saes/``) and a short printed report. Later stages (unlearning, verification,
+export) extend the same job.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from sae_unlearn.data.secrets import SecretsCorpus
 from sae_unlearn.evaluation import evaluate_knowledge
 from sae_unlearn.models import load_model, resid_post, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
+from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, encode_batched, fit_saes
+from sae_unlearn.selection import select_layer_and_latents, top_activating_contexts
+from sae_unlearn.subspaces import build_subspaces
 from sae_unlearn.utils import write_json_atomic
-from sae_unlearn.viz import plot_norms_per_layer
+from sae_unlearn.viz import plot_latent_firing, plot_layer_scores, plot_norms_per_layer, plot_principal_angles
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,12 @@ class DemoConfig:
     """``auto`` (GPU when present), ``cpu`` or ``cuda``."""
     batch_size: int = 64
     """Texts per forward pass when capturing and answering."""
+    k: int = 32
+    """Relevant and irrelevant latents to select."""
+    scorer: str = "squared_mean_ratio"
+    """Latent scorer: frequency_ratio, mean_diff or squared_mean_ratio."""
+    sae_training_samples: int = 200_000
+    """Tokens each SAE is trained on."""
     progress: bool = True
     """Show progress bars."""
 
@@ -96,25 +107,79 @@ def run_demo(config: DemoConfig) -> dict:
 
     t = time.perf_counter()
     hooks = [resid_post(layer) for layer in range(model.n_layers)]
+    store = capture_activations(
+        model, forget_texts + retain_texts, hooks, batch_size=config.batch_size, progress=config.progress
+    )
+    forget_mask = store.seq_index < len(forget_texts)
     capture: dict = {"hooks": hooks}
-    for role, texts in (("forget", forget_texts), ("retain", retain_texts)):
-        store = capture_activations(model, texts, hooks, batch_size=config.batch_size, progress=config.progress)
+    for role, mask, texts in (("forget", forget_mask, forget_texts), ("retain", ~forget_mask, retain_texts)):
         capture[role] = {
             "n_texts": len(texts),
-            "n_tokens": store.n_tokens,
-            "mean_norm": {h: store.mean_norm(h) for h in hooks},
+            "n_tokens": int(mask.sum()),
+            "mean_norm": {h: float(store[h][mask].norm(dim=-1).mean()) for h in hooks},
         }
     timing["capture_s"] = time.perf_counter() - t
     report["capture"] = capture
 
-    fig = plot_norms_per_layer(
-        {i: capture["forget"]["mean_norm"][h] for i, h in enumerate(hooks)},
-        {i: capture["retain"]["mean_norm"][h] for i, h in enumerate(hooks)},
-        title=f"{config.model}: mean resid_post norm",
+    t = time.perf_counter()
+    fit = fit_saes(
+        store,
+        hooks,
+        SAEFitConfig(training_samples=config.sae_training_samples, device=config.device),
+        out_dir=out,
+        model_name=config.model,
+        progress=config.progress,
     )
-    fig.savefig(out / "capture_norms.png", dpi=120)
-    plt.close(fig)
-    report["figures"] = {"capture_norms": str(out / "capture_norms.png")}
+    ce = ce_loss_recovered(model, fit.saes, (forget_texts + retain_texts)[:: max(1, len(retain_texts) // 300)])
+    report["sae"] = {
+        h: fit.stats[h].to_dict() | {"ce_loss_recovered": ce[h]["ce_loss_recovered"], "path": str(fit.path / h)}
+        for h in hooks
+    }
+    timing["sae_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    result = select_layer_and_latents(fit.saes, store, forget_mask, k=config.k, scorer=config.scorer)
+    sel = result.selection
+    z = encode_batched(fit.saes[result.hook], store[result.hook])
+    summary = sel.summary()
+    for row in summary["relevant"][:8] + summary["irrelevant"][:4]:
+        row["top_contexts"] = [
+            c.render() for c in top_activating_contexts(z[:, row["latent"]], store, model.tokenizer, forget_mask, n=3)
+        ]
+    report["selection"] = {
+        "layer": result.layer,
+        "hook": result.hook,
+        "scorer": config.scorer,
+        "layer_scores": result.layer_scores,
+        "relevant_latents": summary["relevant"],
+        "irrelevant_latents": summary["irrelevant"],
+        "relevant_firing": sel.firing_contrast(),
+    }
+    pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)
+    report["subspace"] = pair.diagnostics()
+    timing["selection_s"] = time.perf_counter() - t
+
+    sel_report = report["selection"]
+    figures = {
+        "capture_norms": plot_norms_per_layer(
+            {i: capture["forget"]["mean_norm"][h] for i, h in enumerate(hooks)},
+            {i: capture["retain"]["mean_norm"][h] for i, h in enumerate(hooks)},
+            title=f"{config.model}: mean resid_post norm",
+        ),
+        "layer_scores": plot_layer_scores(result.layer_scores, result.hook),
+        "latent_firing": plot_latent_firing(
+            [r["latent"] for r in sel_report["relevant_latents"]],
+            [r["freq_forget"] for r in sel_report["relevant_latents"]],
+            [r["freq_retain"] for r in sel_report["relevant_latents"]],
+            title=f"Forget-relevant latents at {result.hook}",
+        ),
+        "principal_angles": plot_principal_angles(report["subspace"]["principal_angles_deg"]),
+    }
+    report["figures"] = {}
+    for name, fig in figures.items():
+        fig.savefig(out / f"{name}.png", dpi=120)
+        plt.close(fig)
+        report["figures"][name] = str(out / f"{name}.png")
 
     timing["total_s"] = time.perf_counter() - t_start
     report["timing"] = timing
@@ -137,5 +202,28 @@ def format_report(report: dict) -> str:
         lines.append(f"  {i:>5}  {c['forget']['mean_norm'][h]:>16.3f}  {c['retain']['mean_norm'][h]:>16.3f}")
     for ex in m["examples"]:
         lines.append(f"  e.g. {ex['prompt']!r} -> {ex['answer']!r} (target {ex['target']!r})")
+    if "sae" in report:
+        lines.append("  SAEs   hook                       L0   expl.var  dead   CE recovered")
+        for h, st in report["sae"].items():
+            lines.append(
+                f"         {h:26s} {st['l0']:5.1f}  {st['explained_variance']:.4f}  {st['dead_fraction']:.3f}  "
+                f"{st['ce_loss_recovered']:.4f}"
+            )
+    if "selection" in report:
+        sel = report["selection"]
+        scores = ", ".join(f"{h.split('.')[1]}: {v:.3f}" for h, v in sel["layer_scores"].items())
+        fire = sel["relevant_firing"]
+        lines.append(f"  selection: layer {sel['layer']} (AUROC per layer {scores})")
+        lines.append(
+            f"  top-{len(sel['relevant_latents'])} latents fire on {fire['freq_forget']:.3f} of forget tokens vs "
+            f"{fire['freq_retain']:.4f} of retain tokens ({fire['ratio']:.1f}x)"
+        )
+        for row in sel["relevant_latents"][:3]:
+            lines.append(f"    latent {row['latent']}: {row.get('top_contexts', [''])[0]!r}")
+        sub = report["subspace"]
+        lines.append(
+            f"  subspaces: relevant rank {sub['relevant_rank']}, irrelevant rank {sub['irrelevant_rank']}, "
+            f"orthogonality error {sub['orthogonality_error']:.1e}, min principal angle {sub['min_principal_angle_deg']:.1f}°"
+        )
     lines.append(f"  total {report['timing']['total_s']:.1f}s; report: {Path(report['config']['out']) / 'report.json'}")
     return "\n".join(lines)

@@ -117,23 +117,46 @@ class ActivationStore:
         return total / max(1, count)
 
     def iter_batches(
-        self, hook: str, batch_size: int, shuffle: bool = False, seed: int = 0, epochs: int | None = 1
-    ) -> Iterator[Float[Tensor, "batch ..."]]:
-        """Batches of rows of ``hook``; shuffled within and across shards when asked.
+        self,
+        hook: str | Sequence[str],
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epochs: int | None = 1,
+        drop_last: bool = False,
+    ) -> Iterator[Float[Tensor, "batch ..."] | dict[str, Float[Tensor, "batch ..."]]]:
+        """Batches of rows; one hook gives tensors, several give ``{hook: tensor}`` with aligned rows.
 
-        ``epochs=None`` repeats forever (for trainers that take an endless iterator).
+        Shards are visited (and rows within them drawn) in a seeded random order when
+        ``shuffle``; batches span shard boundaries, so every batch but the last of an epoch has
+        ``batch_size`` rows (``drop_last`` drops that one). ``epochs=None`` repeats forever, for
+        trainers that take an endless iterator.
         """
-        self._check_hook(hook)
+        hooks = [hook] if isinstance(hook, str) else list(hook)
+        for h in hooks:
+            self._check_hook(h)
+        n_shards = len(self._files) if self._files is not None else len(self._shards)
         epoch = 0
         while epochs is None or epoch < epochs:
-            gen = seeded_generator(seed + epoch)
-            n_shards = len(self._files) if self._files is not None else len(self._shards)
+            gen = seeded_generator(seed * 1_000_003 + epoch)
             order = torch.randperm(n_shards, generator=gen).tolist() if shuffle else range(n_shards)
+            pending: list[dict[str, Tensor]] = []
+            n_pending = 0
             for i in order:
-                x = load_file(self._files[i])[hook] if self._files is not None else self._shards[i][hook]
-                idx = torch.randperm(x.shape[0], generator=gen) if shuffle else torch.arange(x.shape[0])
-                for lo in range(0, x.shape[0], batch_size):
-                    yield x[idx[lo : lo + batch_size]]
+                shard = load_file(self._files[i]) if self._files is not None else self._shards[i]
+                n = shard[hooks[0]].shape[0]
+                idx = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+                pending.append({h: shard[h][idx] for h in hooks})
+                n_pending += n
+                while n_pending >= batch_size:
+                    merged = {h: torch.cat([p[h] for p in pending]) for h in hooks}
+                    batch = {h: v[:batch_size] for h, v in merged.items()}
+                    pending = [{h: v[batch_size:] for h, v in merged.items()}]
+                    n_pending -= batch_size
+                    yield batch[hooks[0]] if isinstance(hook, str) else batch
+            if n_pending and not drop_last:
+                batch = {h: torch.cat([p[h] for p in pending]) for h in hooks}
+                yield batch[hooks[0]] if isinstance(hook, str) else batch
             epoch += 1
 
     def __repr__(self) -> str:

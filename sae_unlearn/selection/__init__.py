@@ -1,0 +1,27 @@
+"""Layer and latent selection: which layer and which SAE latents encode the forget data."""
+
+from sae_unlearn.selection.contexts import TokenContext, latents_on_text, top_activating_contexts
+from sae_unlearn.selection.latents import (
+    SCORERS,
+    LatentSelection,
+    LatentStats,
+    latent_stats,
+    score_latents,
+    select_latents,
+)
+from sae_unlearn.selection.layers import SelectionResult, auroc, select_layer_and_latents
+
+__all__ = [
+    "SCORERS",
+    "LatentSelection",
+    "LatentStats",
+    "SelectionResult",
+    "TokenContext",
+    "auroc",
+    "latent_stats",
+    "latents_on_text",
+    "score_latents",
+    "select_latents",
+    "select_layer_and_latents",
+    "top_activating_contexts",
+]

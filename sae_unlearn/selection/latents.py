@@ -1,0 +1,171 @@
+"""Latent selection: which SAE latents encode the forget data, and which are unrelated to it.
+
+Per latent, statistics are gathered on forget tokens and on retain tokens (firing frequency,
+mean activation, mean squared activation), then scored:
+
+- ``frequency_ratio``: ``log((freq_forget + eps) / (freq_retain + eps))``;
+- ``mean_diff``: ``mean_forget - mean_retain``;
+- ``squared_mean_ratio``: ``log((E_forget[a²] + eps) / (E_retain[a²] + eps))`` (SSPU's
+  importance ratio).
+
+*Relevant* latents are the top-k by score among latents that fire on forget data; *irrelevant*
+latents are the bottom-k among latents that fire somewhere (dead latents carry no meaning).
+A threshold can replace or cap top-k. All functions are pure, on tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+Scorer = Literal["frequency_ratio", "mean_diff", "squared_mean_ratio"]
+SCORERS: tuple[str, ...] = ("frequency_ratio", "mean_diff", "squared_mean_ratio")
+
+
+@dataclass
+class LatentStats:
+    """Per-latent activation statistics on forget and retain tokens."""
+
+    freq_forget: Float[Tensor, " d_sae"]
+    freq_retain: Float[Tensor, " d_sae"]
+    mean_forget: Float[Tensor, " d_sae"]
+    mean_retain: Float[Tensor, " d_sae"]
+    sq_mean_forget: Float[Tensor, " d_sae"]
+    sq_mean_retain: Float[Tensor, " d_sae"]
+    n_forget: int
+    n_retain: int
+
+
+def latent_stats(
+    forget_acts: Float[Tensor, "n_forget d_sae"], retain_acts: Float[Tensor, "n_retain d_sae"]
+) -> LatentStats:
+    """Firing frequency, mean and mean-square activation of every latent on both sides."""
+    if forget_acts.shape[0] == 0 or retain_acts.shape[0] == 0:
+        raise ValueError(
+            f"need forget and retain activations; got {forget_acts.shape[0]} forget and "
+            f"{retain_acts.shape[0]} retain tokens."
+        )
+    if forget_acts.shape[1] != retain_acts.shape[1]:
+        raise ValueError(f"forget has {forget_acts.shape[1]} latents but retain has {retain_acts.shape[1]}.")
+    f, r = forget_acts.double(), retain_acts.double()
+    return LatentStats(
+        freq_forget=(f > 0).double().mean(0),
+        freq_retain=(r > 0).double().mean(0),
+        mean_forget=f.mean(0),
+        mean_retain=r.mean(0),
+        sq_mean_forget=f.pow(2).mean(0),
+        sq_mean_retain=r.pow(2).mean(0),
+        n_forget=int(f.shape[0]),
+        n_retain=int(r.shape[0]),
+    )
+
+
+def score_latents(
+    stats: LatentStats, scorer: Scorer = "squared_mean_ratio", eps: float = 1e-4
+) -> Float[Tensor, " d_sae"]:
+    """How forget-specific each latent is (higher = more tied to the forget data)."""
+    if scorer == "frequency_ratio":
+        return torch.log((stats.freq_forget + eps) / (stats.freq_retain + eps))
+    if scorer == "mean_diff":
+        return stats.mean_forget - stats.mean_retain
+    if scorer == "squared_mean_ratio":
+        return torch.log((stats.sq_mean_forget + eps) / (stats.sq_mean_retain + eps))
+    raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}.")
+
+
+@dataclass
+class LatentSelection:
+    """The selected forget-relevant and forget-irrelevant latents of one SAE."""
+
+    hook: str
+    scorer: str
+    relevant: Int[Tensor, " k_rel"]
+    """Latent indices, most forget-specific first."""
+    relevant_scores: Float[Tensor, " k_rel"]
+    irrelevant: Int[Tensor, " k_irr"]
+    """Latent indices, least forget-related first."""
+    irrelevant_scores: Float[Tensor, " k_irr"]
+    scores: Float[Tensor, " d_sae"] = field(repr=False)
+    stats: LatentStats = field(repr=False)
+
+    def summary(self) -> dict:
+        """Indices, scores and firing frequencies of the selected latents (JSON-ready)."""
+
+        def rows(idx: Tensor) -> list[dict]:
+            return [
+                {
+                    "latent": int(i),
+                    "score": float(self.scores[i]),
+                    "freq_forget": float(self.stats.freq_forget[i]),
+                    "freq_retain": float(self.stats.freq_retain[i]),
+                    "mean_forget": float(self.stats.mean_forget[i]),
+                    "mean_retain": float(self.stats.mean_retain[i]),
+                }
+                for i in idx
+            ]
+
+        return {
+            "hook": self.hook,
+            "scorer": self.scorer,
+            "relevant": rows(self.relevant),
+            "irrelevant": rows(self.irrelevant),
+        }
+
+    def firing_contrast(self) -> dict[str, float]:
+        """Mean firing frequency of the relevant latents on forget vs retain tokens, and their ratio."""
+        f = float(self.stats.freq_forget[self.relevant].mean())
+        r = float(self.stats.freq_retain[self.relevant].mean())
+        return {"freq_forget": f, "freq_retain": r, "ratio": f / max(r, 1e-9)}
+
+
+def select_latents(
+    stats: LatentStats,
+    k: int = 32,
+    scorer: Scorer = "squared_mean_ratio",
+    threshold: float | None = None,
+    hook: str = "",
+) -> LatentSelection:
+    """Top-k forget-relevant and bottom-k forget-irrelevant latents.
+
+    Args:
+        stats: from :func:`latent_stats`.
+        k: how many latents on each side (at most).
+        scorer: see the module docstring.
+        threshold: if given, relevant latents must score at least this (irrelevant at most
+            ``-threshold``); still capped at ``k``.
+        hook: the SAE's hook name (recorded).
+    """
+    if k < 1:
+        raise ValueError(f"k={k} must be >= 1.")
+    scores = score_latents(stats, scorer)
+    fires_forget = stats.freq_forget > 0
+    alive = fires_forget | (stats.freq_retain > 0)
+    if not fires_forget.any():
+        raise ValueError(f"no latent of {hook or 'the SAE'} fires on the forget data; check the SAE and the data.")
+    neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype)
+    rel_scores = torch.where(fires_forget, scores, neg_inf)
+    order = torch.argsort(rel_scores, descending=True, stable=True)[: min(k, int(fires_forget.sum()))]
+    irr_scores = torch.where(alive, scores, -neg_inf)
+    irr_order = torch.argsort(irr_scores, descending=False, stable=True)
+    irr_order = irr_order[~torch.isin(irr_order, order)][: min(k, int(alive.sum()))]
+    if threshold is not None:
+        order = order[scores[order] >= threshold]
+        irr_order = irr_order[scores[irr_order] <= -threshold]
+        if len(order) == 0:
+            raise ValueError(
+                f"no latent scores >= threshold={threshold} (best: {float(rel_scores.max()):.3g}); lower the threshold."
+            )
+    return LatentSelection(
+        hook=hook,
+        scorer=scorer,
+        relevant=order,
+        relevant_scores=scores[order].float(),
+        irrelevant=irr_order,
+        irrelevant_scores=scores[irr_order].float(),
+        scores=scores.float(),
+        stats=stats,
+    )

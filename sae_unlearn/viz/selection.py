@@ -1,0 +1,55 @@
+"""Pure plot functions for layer/latent selection and subspaces (data in, figure out)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+
+def plot_layer_scores(scores: Mapping[str, float], chosen: str, title: str = "Layer selection") -> Figure:
+    """Bar chart of each hook's forget/retain separation score, the chosen one highlighted."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    names = list(scores)
+    colors = ["tab:red" if n == chosen else "tab:gray" for n in names]
+    ax.bar(range(len(names)), [scores[n] for n in names], color=colors)
+    ax.set_xticks(range(len(names)), [n.split(".")[1] if n.startswith("blocks.") else n for n in names])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("AUROC forget vs retain")
+    lo = min(scores.values())
+    ax.set_ylim(max(0.0, lo - 0.05), 1.0)
+    ax.set_title(f"{title} (chosen: {chosen})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_latent_firing(
+    latents: Sequence[int], freq_forget: Sequence[float], freq_retain: Sequence[float], title: str = "Selected latents"
+) -> Figure:
+    """Firing frequency of each selected latent on forget vs retain tokens."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.28 * len(latents) + 2), 3.2))
+    x = range(len(latents))
+    w = 0.4
+    ax.bar([i - w / 2 for i in x], freq_forget, w, color="tab:red", label="forget tokens")
+    ax.bar([i + w / 2 for i in x], freq_retain, w, color="tab:blue", label="retain tokens")
+    ax.set_xticks(list(x), [str(i) for i in latents], rotation=90, fontsize=7)
+    ax.set_xlabel("latent")
+    ax.set_ylabel("firing frequency")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_principal_angles(angles_deg: Sequence[float], title: str = "Relevant vs irrelevant subspace") -> Figure:
+    """Principal angles between two subspaces (90° = orthogonal)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    ax.plot(range(1, len(angles_deg) + 1), angles_deg, "o-", color="tab:purple")
+    ax.axhline(90, color="gray", ls="--", lw=0.8)
+    ax.set_ylim(0, 95)
+    ax.set_xlabel("principal angle index")
+    ax.set_ylabel("degrees")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
