@@ -118,9 +118,16 @@ def fit_saes(
     latest = _latest_checkpoint(ckpt_root, hooks) if ckpt_root is not None else None
     if latest is not None:
         trainer.load_checkpoint(latest)
+        # sae-lens writes a checkpoint before it counts the step just taken: the steps done are
+        # the samples seen over the batch size. Set every counter to that, skip as many batches,
+        # and the run continues exactly as an uninterrupted one would.
+        done = trainer.n_training_samples // config.batch_size
+        trainer.n_training_steps = done
+        for t in trainer.trainers.values():
+            t.n_training_steps = done
         trainer.checkpoint_thresholds = [t for t in trainer.checkpoint_thresholds if t >= trainer.n_training_samples]
-        provider = islice(provider, trainer.n_training_steps, None)  # same data order as an uninterrupted run
-        logger.info("resuming SAE fit from %s (step %d)", latest, trainer.n_training_steps)
+        provider = islice(provider, done, None)
+        logger.info("resuming SAE fit from %s (step %d)", latest, done)
     trainer.data_provider = provider
     if not progress:
         logger.debug("sae-lens draws its own progress bar; it cannot be turned off")
