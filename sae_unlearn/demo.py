@@ -223,7 +223,8 @@ def format_report(report: dict) -> str:
         sub = report["subspace"]
         lines.append(
             f"  subspaces: relevant rank {sub['relevant_rank']}, irrelevant rank {sub['irrelevant_rank']}, "
-            f"orthogonality error {sub['orthogonality_error']:.1e}, min principal angle {sub['min_principal_angle_deg']:.1f}°"
+            f"orthogonality error {sub['orthogonality_error']:.1e}, "
+            f"min principal angle {sub['min_principal_angle_deg']:.1f}°"
         )
     lines.append(f"  total {report['timing']['total_s']:.1f}s; report: {Path(report['config']['out']) / 'report.json'}")
     return "\n".join(lines)
