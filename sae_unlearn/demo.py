@@ -1,12 +1,12 @@
 """The main job: ``python -m sae_unlearn demo --out DIR``.
 
-Builds (or loads from the cache) the ``secrets`` zoo model and its retain oracle, checks that
-the model knows its facts and that the oracle does not know the forget set, captures
-activations at every layer for forget and retain text (one pass), fits one SAE per layer on
-those activations (sae-lens trainer), selects the layer and the latents tied to the forget
-set, builds the relevant/irrelevant subspaces, and writes ``DIR/report.json``, figures, the
-SAEs (``DIR/saes/``) and a short printed report. Later stages (unlearning, verification,
-export) extend the same job.
+Runs the SSPU pipeline end to end on the ``secrets`` zoo model: builds (or loads from the cache)
+the model and its retain oracle and checks what each knows; captures activations at every layer
+for forget and retain text (one pass), fits one SAE per layer (sae-lens trainer), selects the
+layer and the latents tied to the forget set, and builds the relevant/irrelevant subspaces;
+unlearns with SSPU and with the RMU baseline (same budget, each on a fresh copy); exports the
+SSPU model as a Hugging Face folder with its unlearning card; and writes ``DIR/report.json``,
+figures and a short printed report.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from sae_unlearn.capture import capture_activations
-from sae_unlearn.data.secrets import SecretsCorpus
-from sae_unlearn.evaluation import evaluate_knowledge
-from sae_unlearn.models import load_model, resid_post, zoo_model_path
+from sae_unlearn.export import export_model
+from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
-from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, encode_batched, fit_saes
-from sae_unlearn.selection import select_layer_and_latents, top_activating_contexts
-from sae_unlearn.subspaces import build_subspaces
+from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline_data, sae_stage, unlearn
+from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, encode_batched
+from sae_unlearn.selection import top_activating_contexts
 from sae_unlearn.utils import write_json_atomic
 from sae_unlearn.viz import plot_latent_firing, plot_layer_scores, plot_norms_per_layer, plot_principal_angles
 
@@ -44,12 +42,14 @@ class DemoConfig:
     """``auto`` (GPU when present), ``cpu`` or ``cuda``."""
     batch_size: int = 64
     """Texts per forward pass when capturing and answering."""
-    k: int = 32
+    k: int = 64
     """Relevant and irrelevant latents to select."""
     scorer: str = "squared_mean_ratio"
     """Latent scorer: frequency_ratio, mean_diff or squared_mean_ratio."""
     sae_training_samples: int = 200_000
     """Tokens each SAE is trained on."""
+    steps: int = DEFAULT_UNLEARNING["steps"]
+    """Unlearning optimiser steps (SSPU and RMU alike)."""
     progress: bool = True
     """Show progress bars."""
 
@@ -66,125 +66,177 @@ def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
+    report: dict = {"config": asdict(config)}
 
     t = time.perf_counter()
     model_dir = zoo_model_path(config.model, oracle=False, progress=config.progress)
     oracle_dir = zoo_model_path(config.model, oracle=True, progress=config.progress)
     model = load_model(model_dir, device=config.device)
     oracle = load_model(oracle_dir, device=config.device)
+    data = pipeline_data(config.model)
     timing["models_s"] = time.perf_counter() - t
 
-    if config.model == "secrets":
-        corpus = SecretsCorpus()
-        split = corpus.split()
-        forget_texts, retain_texts = corpus.forget_texts(), corpus.retain_texts()
-    else:
-        from sae_unlearn.models.zoo import zoo_split
-
-        split = zoo_split(config.model)
-        forget_texts = [q.text for q in split.forget]
-        retain_texts = [q.text for q in split.retain]
-
     t = time.perf_counter()
-    report: dict = {"config": asdict(config)}
-    for role, m, path in (("model", model, model_dir), ("oracle", oracle, oracle_dir)):
-        forget = evaluate_knowledge(m, split.forget, batch_size=config.batch_size)
-        retain = evaluate_knowledge(m, split.retain, batch_size=config.batch_size)
+    before = knowledge_metrics(model, data.split, config.batch_size)
+    for role, path, metrics in (
+        ("model", model_dir, before),
+        ("oracle", oracle_dir, knowledge_metrics(oracle, data.split, config.batch_size)),
+    ):
         report[role] = {
             "path": str(path),
-            "forget_accuracy": forget.accuracy,
-            "retain_accuracy": retain.accuracy,
-            "forget_rouge_l_recall": forget.mean_rouge_l_recall,
-            "retain_rouge_l_recall": retain.mean_rouge_l_recall,
-            "n_forget_items": len(split.forget),
-            "n_retain_items": len(split.retain),
-            "examples": [
-                {"prompt": q.prompt, "target": q.target, "answer": a.strip()}
-                for q, a in list(zip(split.forget, forget.answers, strict=True))[:3]
-            ],
+            "n_forget_items": len(data.split.forget),
+            "n_retain_items": len(data.split.retain),
         }
+        report[role].update(metrics)
+    report["model"]["examples"] = _examples(model, data)
     timing["evaluation_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    hooks = [resid_post(layer) for layer in range(model.n_layers)]
-    store = capture_activations(
-        model, forget_texts + retain_texts, hooks, batch_size=config.batch_size, progress=config.progress
+    stage = sae_stage(
+        model,
+        data,
+        out,
+        SAEFitConfig(training_samples=config.sae_training_samples, device=config.device),
+        k=config.k,
+        scorer=config.scorer,
+        batch_size=config.batch_size,
+        progress=config.progress,
     )
-    forget_mask = store.seq_index < len(forget_texts)
+    timing["capture_and_sae_s"] = time.perf_counter() - t
+    report["capture"] = _capture_report(stage, data)
+    texts = data.forget_texts + data.retain_texts
+    ce = ce_loss_recovered(model, stage.fit.saes, texts[:: max(1, len(texts) // 300)])
+    report["sae"] = {
+        h: stage.fit.stats[h].to_dict()
+        | {"ce_loss_recovered": ce[h]["ce_loss_recovered"], "path": str(stage.fit.path / h)}
+        for h in stage.fit.hooks
+    }
+    report["selection"] = _selection_report(stage, model, config)
+    report["subspace"] = stage.subspaces.diagnostics()
+
+    t = time.perf_counter()
+    settings = {"steps": config.steps}
+    report["unlearning"] = {"settings": {**DEFAULT_UNLEARNING, **settings, "hook": stage.selection.hook}}
+    unlearned = {}
+    for method in ("rmu", "sspu"):
+        m, result = unlearn(method, model_dir, data, stage, settings, device=config.device, progress=config.progress)
+        metrics = knowledge_metrics(m, data.split, config.batch_size)
+        report["unlearning"][method] = metrics | {
+            "seconds": result.seconds,
+            "mean_step_seconds": result.mean_step_seconds,
+            "steering_coef": result.steering_coef,
+            "stopped_early": result.stopped_early,
+            "final_losses": result.history[-1] if result.history else {},
+            **{k: v for k, v in result.extra.items() if not isinstance(v, dict)},
+        }
+        unlearned[method] = (m, result, metrics)
+    rmu_t, sspu_t = (report["unlearning"][m]["mean_step_seconds"] for m in ("rmu", "sspu"))
+    report["unlearning"]["sspu_over_rmu_step_time"] = sspu_t / rmu_t if rmu_t else None
+    timing["unlearning_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    m, result, after = unlearned["sspu"]
+    card = export_model(
+        m,
+        out / "sspu_model",
+        {
+            "method": "sspu",
+            "hook": stage.selection.hook,
+            "layer": stage.selection.layer,
+            "latents": {
+                "relevant": [int(i) for i in stage.selection.selection.relevant],
+                "irrelevant": [int(i) for i in stage.selection.selection.irrelevant],
+                "scorer": config.scorer,
+            },
+            "subspace": report["subspace"] | {"principal_angles_deg": None},
+            "hyperparameters": result.config,
+            "seed": result.config["seed"],
+            "updated_parameters": result.params,
+            "out_of_subspace_residual": result.extra["out_of_subspace_residual"],
+            "metrics": {"before": before, "after": after},
+        },
+        overwrite=True,
+    )
+    report["export"] = {
+        "path": card["path"],
+        "max_logit_diff": card["max_logit_diff"],
+        "card": str(out / "sspu_model" / "UNLEARNING_CARD.md"),
+    }
+    timing["export_s"] = time.perf_counter() - t
+
+    report["figures"] = _figures(out, report, stage, config)
+    timing["total_s"] = time.perf_counter() - t_start
+    report["timing"] = timing
+    write_json_atomic(out / "report.json", report)
+    return report
+
+
+def _examples(model, data) -> list[dict]:
+    from sae_unlearn.evaluation import greedy_answers
+
+    items = data.split.forget[:3]
+    answers = greedy_answers(model, [q.prompt for q in items], max_new_tokens=12)
+    return [{"prompt": q.prompt, "target": q.target, "answer": a.strip()} for q, a in zip(items, answers, strict=True)]
+
+
+def _capture_report(stage, data) -> dict:
+    hooks = stage.fit.hooks
     capture: dict = {"hooks": hooks}
-    for role, mask, texts in (("forget", forget_mask, forget_texts), ("retain", ~forget_mask, retain_texts)):
+    for role, mask, texts in (
+        ("forget", stage.forget_mask, data.forget_texts),
+        ("retain", ~stage.forget_mask, data.retain_texts),
+    ):
         capture[role] = {
             "n_texts": len(texts),
             "n_tokens": int(mask.sum()),
-            "mean_norm": {h: float(store[h][mask].norm(dim=-1).mean()) for h in hooks},
+            "mean_norm": {h: float(stage.store[h][mask].norm(dim=-1).mean()) for h in hooks},
         }
-    timing["capture_s"] = time.perf_counter() - t
-    report["capture"] = capture
+    return capture
 
-    t = time.perf_counter()
-    fit = fit_saes(
-        store,
-        hooks,
-        SAEFitConfig(training_samples=config.sae_training_samples, device=config.device),
-        out_dir=out,
-        model_name=config.model,
-        progress=config.progress,
-    )
-    ce = ce_loss_recovered(model, fit.saes, (forget_texts + retain_texts)[:: max(1, len(retain_texts) // 300)])
-    report["sae"] = {
-        h: fit.stats[h].to_dict() | {"ce_loss_recovered": ce[h]["ce_loss_recovered"], "path": str(fit.path / h)}
-        for h in hooks
-    }
-    timing["sae_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    result = select_layer_and_latents(fit.saes, store, forget_mask, k=config.k, scorer=config.scorer)
-    sel = result.selection
-    z = encode_batched(fit.saes[result.hook], store[result.hook])
-    summary = sel.summary()
+def _selection_report(stage, model, config) -> dict:
+    result = stage.selection
+    z = encode_batched(stage.fit.saes[result.hook], stage.store[result.hook])
+    summary = result.selection.summary()
     for row in summary["relevant"][:8] + summary["irrelevant"][:4]:
         row["top_contexts"] = [
-            c.render() for c in top_activating_contexts(z[:, row["latent"]], store, model.tokenizer, forget_mask, n=3)
+            c.render()
+            for c in top_activating_contexts(z[:, row["latent"]], stage.store, model.tokenizer, stage.forget_mask, n=3)
         ]
-    report["selection"] = {
+    return {
         "layer": result.layer,
         "hook": result.hook,
         "scorer": config.scorer,
         "layer_scores": result.layer_scores,
         "relevant_latents": summary["relevant"],
         "irrelevant_latents": summary["irrelevant"],
-        "relevant_firing": sel.firing_contrast(),
+        "relevant_firing": result.selection.firing_contrast(),
     }
-    pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)
-    report["subspace"] = pair.diagnostics()
-    timing["selection_s"] = time.perf_counter() - t
 
-    sel_report = report["selection"]
+
+def _figures(out: Path, report: dict, stage, config) -> dict[str, str]:
+    hooks, cap, sel = report["capture"]["hooks"], report["capture"], report["selection"]
     figures = {
         "capture_norms": plot_norms_per_layer(
-            {i: capture["forget"]["mean_norm"][h] for i, h in enumerate(hooks)},
-            {i: capture["retain"]["mean_norm"][h] for i, h in enumerate(hooks)},
+            {i: cap["forget"]["mean_norm"][h] for i, h in enumerate(hooks)},
+            {i: cap["retain"]["mean_norm"][h] for i, h in enumerate(hooks)},
             title=f"{config.model}: mean resid_post norm",
         ),
-        "layer_scores": plot_layer_scores(result.layer_scores, result.hook),
+        "layer_scores": plot_layer_scores(stage.selection.layer_scores, stage.selection.hook),
         "latent_firing": plot_latent_firing(
-            [r["latent"] for r in sel_report["relevant_latents"]],
-            [r["freq_forget"] for r in sel_report["relevant_latents"]],
-            [r["freq_retain"] for r in sel_report["relevant_latents"]],
-            title=f"Forget-relevant latents at {result.hook}",
+            [r["latent"] for r in sel["relevant_latents"]],
+            [r["freq_forget"] for r in sel["relevant_latents"]],
+            [r["freq_retain"] for r in sel["relevant_latents"]],
+            title=f"Forget-relevant latents at {stage.selection.hook}",
         ),
         "principal_angles": plot_principal_angles(report["subspace"]["principal_angles_deg"]),
     }
-    report["figures"] = {}
+    paths = {}
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=120)
         plt.close(fig)
-        report["figures"][name] = str(out / f"{name}.png")
-
-    timing["total_s"] = time.perf_counter() - t_start
-    report["timing"] = timing
-    write_json_atomic(out / "report.json", report)
-    return report
+        paths[name] = str(out / f"{name}.png")
+    return paths
 
 
 def format_report(report: dict) -> str:
@@ -225,6 +277,27 @@ def format_report(report: dict) -> str:
             f"  subspaces: relevant rank {sub['relevant_rank']}, irrelevant rank {sub['irrelevant_rank']}, "
             f"orthogonality error {sub['orthogonality_error']:.1e}, "
             f"min principal angle {sub['min_principal_angle_deg']:.1f}°"
+        )
+    if "unlearning" in report:
+        u = report["unlearning"]
+        lines.append("  unlearning        forget acc  retain acc  forget P(ans)  retain P(ans)")
+        rows = [
+            ("original", report["model"]),
+            ("retain oracle", report["oracle"]),
+            ("RMU", u["rmu"]),
+            ("SSPU", u["sspu"]),
+        ]
+        for name, r in rows:
+            lines.append(
+                f"  {name:16s} {r['forget_accuracy']:10.3f}  {r['retain_accuracy']:10.3f}  "
+                f"{r['forget_answer_prob']:13.3f}  {r['retain_answer_prob']:13.3f}"
+            )
+        lines.append(
+            f"  SSPU out-of-subspace residual {u['sspu']['out_of_subspace_residual']:.1e}; "
+            f"step time SSPU/RMU {u['sspu_over_rmu_step_time']:.2f}"
+        )
+        lines.append(
+            f"  exported SSPU model: {report['export']['path']} (max logit diff {report['export']['max_logit_diff']:.1e})"
         )
     lines.append(f"  total {report['timing']['total_s']:.1f}s; report: {Path(report['config']['out']) / 'report.json'}")
     return "\n".join(lines)

@@ -121,3 +121,22 @@ def evaluate_knowledge(
         correct=[states_target(a, q.target) for a, q in zip(answers, items, strict=True)],
         rouge_l_recall=[rouge_l_recall(p, r) for p, r in zip(trimmed, references, strict=True)],
     )
+
+
+@torch.no_grad()
+def answer_probability(model: HookedModel, items: Sequence[QAPair], batch_size: int = 64) -> list[float]:
+    """TOFU's normalised answer probability ``P(answer | prompt) ** (1 / n_answer_tokens)`` per item."""
+    if len(items) == 0:
+        raise ValueError("no items given.")
+    out: list[float] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        batch = model.tokenize([q.text for q in chunk])
+        n_prompt = [len(model.tokenizer(q.prompt)["input_ids"]) for q in chunk]
+        logp = torch.log_softmax(model.logits(batch.input_ids).float(), -1).cpu()
+        tok_lp = logp[:, :-1].gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+        for i, n in enumerate(n_prompt):
+            length = int(batch.attention_mask[i].sum())
+            lp = tok_lp[i, n - 1 : length - 1]
+            out.append(float(lp.mean().exp()) if lp.numel() else 0.0)
+    return out

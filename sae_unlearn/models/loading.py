@@ -122,8 +122,19 @@ class HookedModel:
 
     # -------------------------------------------------------------- weights
     def hf_state_dict(self) -> dict[str, Tensor]:
-        """The HF model's state dict under its original (unwrapped) parameter names."""
-        return {k.replace(_WRAPPER_SEGMENT, ""): v for k, v in self.hf_model.state_dict().items()}
+        """The HF model's state dict under its original names, exactly the keys a plain HF model has.
+
+        The bridge wraps modules (``…._original_component…``) and registers TransformerLens
+        aliases beside them; both are mapped back / left out here.
+        """
+        wrapped = {k.replace(_WRAPPER_SEGMENT, ""): v for k, v in self.hf_model.state_dict().items()}
+        with torch.device("meta"):
+            plain = AutoModelForCausalLM.from_config(self.hf_model.config)
+        keys = plain.state_dict().keys()
+        missing = [k for k in keys if k not in wrapped]
+        if missing:
+            raise KeyError(f"parameters {missing[:5]} of the HF architecture were not found in the wrapped model.")
+        return {k: wrapped[k] for k in keys}
 
 
 def _is_local(source: str | os.PathLike) -> bool:

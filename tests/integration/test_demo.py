@@ -26,11 +26,23 @@ def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle):
         assert sae["explained_variance"] >= 0.9 and sae["l0"] <= 32 and 0 <= sae["dead_fraction"] < 1
     sel = report["selection"]
     assert sel["layer"] in range(4) and set(sel["layer_scores"]) == set(hooks)
-    assert len(sel["relevant_latents"]) == 32 and len(sel["irrelevant_latents"]) == 32
+    assert len(sel["relevant_latents"]) == 64 and len(sel["irrelevant_latents"]) == 64
     assert sel["relevant_latents"][0]["top_contexts"]
     sub = report["subspace"]
     assert sub["relevant_rank"] >= 1 and sub["irrelevant_rank"] >= 1 and sub["orthogonality_error"] < 1e-5
     assert all((tmp_path / f"{n}.png").is_file() for n in ("layer_scores", "latent_firing", "principal_angles"))
+    u, m, o = report["unlearning"], report["model"], report["oracle"]
+    # SSPU forgets down to (near) the oracle's level and keeps >= 95% of the original's retain accuracy
+    assert u["sspu"]["forget_accuracy"] <= o["forget_accuracy"] + 0.1
+    assert u["sspu"]["retain_accuracy"] >= 0.95 * m["retain_accuracy"]
+    assert u["sspu"]["out_of_subspace_residual"] < 1e-5
+    assert 0 <= u["rmu"]["forget_accuracy"] <= 1 and 0 <= u["rmu"]["retain_accuracy"] <= 1
+    assert u["sspu"]["forget_answer_prob"] < m["forget_answer_prob"]
+    exp = report["export"]
+    assert exp["max_logit_diff"] < 1e-4 and (tmp_path / "sspu_model" / "model.safetensors").is_file()
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(exp["path"])
     assert "forget accuracy" in capsys.readouterr().out
 
 

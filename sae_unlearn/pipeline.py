@@ -1,0 +1,134 @@
+"""The SSPU pipeline as reusable stages (used by the demo, the benchmarks and the notebooks).
+
+data → knowledge metrics → capture + SAEs + selection + subspaces → unlearning (any registered
+method, on a fresh copy of the model) → metrics after. Each stage is one function returning a
+small dataclass, so a notebook can run, inspect and re-run any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from jaxtyping import Bool
+from torch import Tensor
+
+from sae_unlearn.capture import ActivationStore, capture_activations
+from sae_unlearn.data.secrets import SecretsCorpus
+from sae_unlearn.data.splits import UnlearningSplit
+from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
+from sae_unlearn.models import HookedModel, load_model, resid_post
+from sae_unlearn.models.zoo import ZOO, zoo_split
+from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes
+from sae_unlearn.selection import SelectionResult, select_layer_and_latents
+from sae_unlearn.subspaces import SubspacePair, build_subspaces
+from sae_unlearn.unlearning import RMU, SSPU, SSPUConfig, UnlearningConfig, UnlearningResult, get_method
+
+#: Unlearning settings used by the demo and the results table (same budget for every method).
+DEFAULT_UNLEARNING = {"steps": 250, "lr": 5e-3, "steering_scale": 2.0, "alpha": 10.0, "batch_size": 16}
+
+
+@dataclass
+class PipelineData:
+    """What a zoo model is unlearned on and judged by."""
+
+    name: str
+    split: UnlearningSplit
+    """Forget/retain facts (questions and answers) for evaluation."""
+    forget_texts: list[str]
+    """Text about the forget set (unlearning's forget corpus)."""
+    retain_texts: list[str]
+    """Text about everything else (unlearning's retain corpus)."""
+
+
+def pipeline_data(name: str) -> PipelineData:
+    """Forget/retain texts and facts of a zoo model."""
+    if name not in ZOO:
+        raise KeyError(f"unknown zoo model {name!r}; available: {sorted(ZOO)}")
+    if name == "secrets":
+        corpus = SecretsCorpus()
+        return PipelineData(name, corpus.split(), corpus.forget_texts(), corpus.retain_texts())
+    split = zoo_split(name)
+    return PipelineData(name, split, [q.text for q in split.forget], [q.text for q in split.retain])
+
+
+def knowledge_metrics(model: HookedModel, split: UnlearningSplit, batch_size: int = 64) -> dict[str, float]:
+    """Forget/retain accuracy (exact target; ROUGE-L recall ≥ 0.5 for items without one), ROUGE-L
+    recall and mean normalised answer probability."""
+    out: dict[str, float] = {}
+    for role, items in (("forget", split.forget), ("retain", split.retain)):
+        k = evaluate_knowledge(model, items, batch_size=batch_size)
+        has_targets = all(q.target for q in items)
+        acc = k.accuracy if has_targets else sum(r >= 0.5 for r in k.rouge_l_recall) / len(items)
+        out[f"{role}_accuracy"] = acc
+        out[f"{role}_rouge_l_recall"] = k.mean_rouge_l_recall
+        probs = answer_probability(model, items, batch_size=batch_size)
+        out[f"{role}_answer_prob"] = sum(probs) / len(probs)
+    return out
+
+
+@dataclass
+class SAEStage:
+    """Capture, SAEs, layer/latent selection and subspaces of one model."""
+
+    store: ActivationStore
+    forget_mask: Bool[Tensor, " n_tokens"]
+    fit: FittedSAEs
+    selection: SelectionResult
+    subspaces: SubspacePair
+
+
+def sae_stage(
+    model: HookedModel,
+    data: PipelineData,
+    out_dir: str | Path | None,
+    fit_config: SAEFitConfig | None = None,
+    k: int = 64,
+    scorer: str = "squared_mean_ratio",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> SAEStage:
+    """SSPU stages 1-3: capture every layer once, fit SAEs, select layer and latents, build subspaces."""
+    hooks = [resid_post(layer) for layer in range(model.n_layers)]
+    store = capture_activations(
+        model, data.forget_texts + data.retain_texts, hooks, batch_size=batch_size, progress=progress
+    )
+    forget_mask = store.seq_index < len(data.forget_texts)
+    fit = fit_saes(store, hooks, fit_config or SAEFitConfig(), out_dir=out_dir, model_name=data.name, progress=progress)
+    result = select_layer_and_latents(fit.saes, store, forget_mask, k=k, scorer=scorer)
+    sel = result.selection
+    pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)
+    return SAEStage(store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair)
+
+
+def unlearn(
+    method: str,
+    model_dir: str | Path,
+    data: PipelineData,
+    stage: SAEStage,
+    settings: dict | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    on_step: Callable[[dict], None] | None = None,
+) -> tuple[HookedModel, UnlearningResult]:
+    """Load a fresh copy of the model from ``model_dir`` and unlearn with a registered method.
+
+    Every method gets the same hook (the selected layer), parameters, data and budget.
+    """
+    kwargs = {**DEFAULT_UNLEARNING, **(settings or {}), "hook": stage.selection.hook}
+    model = load_model(model_dir, device=device)
+    cls = get_method(method)
+    if cls is SSPU:
+        m = SSPU(stage.subspaces.relevant, stage.subspaces.irrelevant, SSPUConfig.from_dict(kwargs))
+    elif cls is RMU:
+        m = RMU(UnlearningConfig.from_dict(kwargs))
+    else:  # a later method with the plain interface
+        m = cls(UnlearningConfig.from_dict(kwargs))
+    result = m.apply(model, data.forget_texts, data.retain_texts, progress=progress, on_step=on_step)
+    return model, result
+
+
+def relevant_latents(stage: SAEStage) -> Sequence[int]:
+    """Indices of the selected relevant latents (for cards and reports)."""
+    return [int(i) for i in stage.selection.selection.relevant]
