@@ -297,7 +297,8 @@ def format_report(report: dict) -> str:
             f"step time SSPU/RMU {u['sspu_over_rmu_step_time']:.2f}"
         )
         lines.append(
-            f"  exported SSPU model: {report['export']['path']} (max logit diff {report['export']['max_logit_diff']:.1e})"
+            f"  exported SSPU model: {report['export']['path']} "
+            f"(max logit diff {report['export']['max_logit_diff']:.1e})"
         )
     lines.append(f"  total {report['timing']['total_s']:.1f}s; report: {Path(report['config']['out']) / 'report.json'}")
     return "\n".join(lines)

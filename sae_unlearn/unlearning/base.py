@@ -250,7 +250,8 @@ def steering_train(
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"{method}: non-finite loss at step {step} (forget {float(forget_loss.detach()):.4g}, retain "
-                    f"{float(retain_loss.detach()):.4g}); lower lr={config.lr} or steering_coef. The model was restored."
+                    f"{float(retain_loss.detach()):.4g}); lower lr={config.lr} or steering_coef. "
+                    "The model was restored."
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,84 @@
+"""Original vs retain oracle vs RMU vs SSPU, side by side in one run, on secrets and tofu-mini.
+
+    python benchmarks/unlearning_results.py [--models secrets tofu-mini] [--timing-steps 40]
+
+For each zoo model: the SAE stage (capture, SAEs, selection, subspaces), then RMU and SSPU with
+the same trainer, data, parameters and budget (``sae_unlearn.pipeline.DEFAULT_UNLEARNING``), each
+on a fresh copy. Reports forget/retain accuracy (secrets: exact attribute in the greedy answer;
+tofu-mini: share of answers with ROUGE-L recall ≥ 0.5), ROUGE-L recall and mean normalised answer
+probability; then the optimisation step time of SSPU over RMU, timed in alternating runs.
+Prints markdown tables (pasted into benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+
+from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline_data, sae_stage, unlearn
+from sae_unlearn.saes import SAEFitConfig
+
+COLS = [
+    "forget_accuracy",
+    "retain_accuracy",
+    "forget_rouge_l_recall",
+    "retain_rouge_l_recall",
+    "forget_answer_prob",
+    "retain_answer_prob",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["secrets", "tofu-mini"])
+    parser.add_argument("--timing-steps", type=int, default=40, help="steps per timing run (3 alternating runs each)")
+    args = parser.parse_args()
+    print("settings:", DEFAULT_UNLEARNING)
+    rows, timing = [], {}
+    for name in args.models:
+        data = pipeline_data(name)
+        model_dir, oracle_dir = zoo_model_path(name, progress=False), zoo_model_path(name, oracle=True, progress=False)
+        model = load_model(model_dir, device="cpu")
+        original = knowledge_metrics(model, data.split)
+        rows.append((name, "original", original, ""))
+        rows.append((name, "retain oracle", knowledge_metrics(load_model(oracle_dir, device="cpu"), data.split), ""))
+        with tempfile.TemporaryDirectory() as tmp:
+            stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), k=64, progress=False)
+        note = f"layer {stage.selection.layer}, rank {stage.subspaces.relevant.rank}/{stage.subspaces.irrelevant.rank}"
+        for method in ("rmu", "sspu"):
+            m, result = unlearn(method, model_dir, data, stage, device="cpu", progress=False)
+            extra = f"residual {result.extra['out_of_subspace_residual']:.1e}" if method == "sspu" else ""
+            if result.stopped_early:
+                extra += " (guard stopped)"
+            rows.append((name, method.upper(), knowledge_metrics(m, data.split), f"{note} {extra}".strip()))
+        step = {"rmu": [], "sspu": []}
+        for r in range(3):
+            for method in ("rmu", "sspu") if r % 2 == 0 else ("sspu", "rmu"):
+                _, result = unlearn(
+                    method,
+                    model_dir,
+                    data,
+                    stage,
+                    {"steps": args.timing_steps, "guard_every": 0},
+                    device="cpu",
+                    progress=False,
+                )
+                step[method].append(result.mean_step_seconds)
+        timing[name] = {k: statistics.median(v) for k, v in step.items()}
+
+    print(
+        "\n| model | variant | forget acc | retain acc | forget ROUGE-L | retain ROUGE-L | forget P(ans) | retain P(ans) | notes |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, variant, m, note in rows:
+        print(f"| {name} | {variant} | " + " | ".join(f"{m[c]:.3f}" for c in COLS) + f" | {note} |")
+    print("\n| model | RMU s/step | SSPU s/step | SSPU / RMU |")
+    print("| --- | --- | --- | --- |")
+    for name, t in timing.items():
+        print(f"| {name} | {t['rmu']:.4f} | {t['sspu']:.4f} | {t['sspu'] / t['rmu']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
