@@ -69,7 +69,8 @@ def main() -> None:
         timing[name] = {k: statistics.median(v) for k, v in step.items()}
 
     print(
-        "\n| model | variant | forget acc | retain acc | forget ROUGE-L | retain ROUGE-L | forget P(ans) | retain P(ans) | notes |"
+        "\n| model | variant | forget acc | retain acc | forget ROUGE-L | retain ROUGE-L | forget P(ans) | "
+        "retain P(ans) | notes |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, variant, m, note in rows:

@@ -12,7 +12,8 @@ matrix is projected on its output side onto the relevant subspace: with ``projec
 the gradient (``grad ← P_rel · grad``, so the optimiser's moments stay in the subspace) and the
 optimiser's step; with ``projection="update"`` the accumulated change ``ΔW ← P_rel · ΔW`` after
 each step. Either way the edit can only write along forget-relevant feature directions:
-interpretable, and away from what the retain data uses. :func:`out_of_subspace_residual` checks this numerically afterwards.
+interpretable, and away from what the retain data uses. :func:`out_of_subspace_residual` checks
+this numerically afterwards.
 """
 
 from __future__ import annotations
