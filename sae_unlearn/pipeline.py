@@ -23,7 +23,7 @@ from sae_unlearn.models.zoo import ZOO, zoo_split
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes
 from sae_unlearn.selection import SelectionResult, select_layer_and_latents
 from sae_unlearn.subspaces import SubspacePair, build_subspaces
-from sae_unlearn.unlearning import RMU, SSPU, SSPUConfig, UnlearningConfig, UnlearningResult, get_method
+from sae_unlearn.unlearning import UnlearningResult, get_method
 
 #: Unlearning settings used by the demo and the results table (same budget for every method).
 DEFAULT_UNLEARNING = {"steps": 250, "lr": 5e-3, "steering_scale": 2.0, "alpha": 10.0, "batch_size": 16}
@@ -118,13 +118,7 @@ def unlearn(
     """
     kwargs = {**DEFAULT_UNLEARNING, **(settings or {}), "hook": stage.selection.hook}
     model = load_model(model_dir, device=device)
-    cls = get_method(method)
-    if cls is SSPU:
-        m = SSPU(stage.subspaces.relevant, stage.subspaces.irrelevant, SSPUConfig.from_dict(kwargs))
-    elif cls is RMU:
-        m = RMU(UnlearningConfig.from_dict(kwargs))
-    else:  # a later method with the plain interface
-        m = cls(UnlearningConfig.from_dict(kwargs))
+    m = get_method(method).from_stage(stage, kwargs)
     result = m.apply(model, data.forget_texts, data.retain_texts, progress=progress, on_step=on_step)
     return model, result
 

@@ -14,12 +14,29 @@ import random
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 CACHE_ENV = "SAE_UNLEARN_CACHE"
+
+
+class DictConfig:
+    """Mixin for config dataclasses: ``to_dict`` / ``from_dict`` so a run is saved next to its artefacts.
+
+    ``from_dict`` ignores unknown keys (a config saved by a newer version still loads) and runs the
+    class's ``__post_init__`` validation.
+    """
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict):  # noqa: ANN206 - returns an instance of the subclass
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def cache_dir() -> Path:

@@ -14,9 +14,10 @@ without the forget people (the latter trains the retain oracle).
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from sae_unlearn.data.splits import QAPair, UnlearningSplit
+from sae_unlearn.utils import DictConfig
 
 FIRST_NAMES = [
     "Alva",
@@ -163,7 +164,7 @@ class Person:
 
 
 @dataclass
-class SecretsConfig:
+class SecretsConfig(DictConfig):
     """How the secrets corpus is drawn."""
 
     n_people: int = 48
@@ -182,9 +183,6 @@ class SecretsConfig:
                 f"n_forget={self.n_forget} must be at least 1 and below n_people={self.n_people} "
                 "(the retain set cannot be empty)."
             )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sae_unlearn.utils import seeded_generator
+from sae_unlearn.utils import DictConfig, seeded_generator
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ CHECKPOINT_NAME = "train_checkpoint.pt"
 
 
 @dataclass
-class LMTrainConfig:
+class LMTrainConfig(DictConfig):
     """Optimisation settings for :func:`train_causal_lm`."""
 
     epochs: int = 60
@@ -52,9 +52,6 @@ class LMTrainConfig:
             raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must both be >= 1.")
         if not 0.0 <= self.prompt_loss_weight <= 1.0:
             raise ValueError(f"prompt_loss_weight={self.prompt_loss_weight} must be in [0, 1].")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 from sae_lens import (
@@ -13,11 +13,13 @@ from sae_lens import (
 from sae_lens.config import SAETrainerConfig
 from sae_lens.saes.sae import SAEMetadata, TrainingSAEConfig
 
+from sae_unlearn.utils import DictConfig
+
 Architecture = Literal["topk", "standard", "jumprelu"]
 
 
 @dataclass
-class SAEFitConfig:
+class SAEFitConfig(DictConfig):
     """How SAEs are fitted, one per hook point, on captured activations."""
 
     architecture: Architecture = "topk"
@@ -61,14 +63,6 @@ class SAEFitConfig:
     @property
     def total_steps(self) -> int:
         return self.training_samples // self.batch_size
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SAEFitConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     def sae_config(self, d_in: int, hook_name: str, model_name: str, device: str) -> TrainingSAEConfig:
         """The sae-lens training config of the SAE for one hook."""

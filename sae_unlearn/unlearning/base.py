@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.loading import HookedModel, TokenBatch
-from sae_unlearn.utils import seeded_generator
+from sae_unlearn.utils import DictConfig, seeded_generator
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class _Stop(Exception):
 
 
 @dataclass
-class UnlearningConfig:
+class UnlearningConfig(DictConfig):
     """Settings shared by the activation-steering methods (same budget for every method)."""
 
     hook: str = ""
@@ -69,14 +69,6 @@ class UnlearningConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
         if self.lr <= 0 or self.alpha < 0:
             raise ValueError(f"lr={self.lr} must be > 0 and alpha={self.alpha} >= 0.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> UnlearningConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -334,6 +326,15 @@ class UnlearningMethod:
 
     def __init__(self, config: UnlearningConfig | None = None):
         self.config = config or self.config_class()
+
+    @classmethod
+    def from_stage(cls, stage, settings: dict) -> UnlearningMethod:
+        """Build the method from the pipeline's SAE stage (selection, subspaces, SAEs) and settings.
+
+        Methods that need nothing from the stage (RMU, gradient ascent, …) ignore it; SSPU takes
+        its subspaces, SAE clamping would take the SAE and latents.
+        """
+        return cls(cls.config_class.from_dict(settings))
 
     def apply(
         self,

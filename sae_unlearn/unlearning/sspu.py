@@ -96,6 +96,11 @@ class SSPU(UnlearningMethod):
         self.relevant = relevant
         self.irrelevant = irrelevant
 
+    @classmethod
+    def from_stage(cls, stage, settings: dict) -> SSPU:
+        """SSPU at the stage's selected hook, with its relevant and irrelevant subspaces."""
+        return cls(stage.subspaces.relevant, stage.subspaces.irrelevant, SSPUConfig.from_dict(settings))
+
     def apply(
         self,
         model: HookedModel,
