@@ -28,7 +28,8 @@ def pipeline(secrets_model, secrets_corpus, tmp_path_factory):
     hooks = [resid_post(l) for l in range(secrets_model.n_layers)]
     store = capture_activations(secrets_model, forget + retain, hooks, progress=False)
     out = tmp_path_factory.mktemp("sae_fit")
-    fit = fit_saes(store, hooks, SAEFitConfig(device="cpu"), out_dir=out, model_name="secrets", progress=False)
+    cfg = SAEFitConfig(device="cpu", training_samples=200_000)  # what the demo uses
+    fit = fit_saes(store, hooks, cfg, out_dir=out, model_name="secrets", progress=False)
     mask = store.seq_index < len(forget)
     result = select_layer_and_latents(fit.saes, store, mask, k=32)
     return {"store": store, "fit": fit, "mask": mask, "result": result, "out": out, "texts": forget + retain}
