@@ -37,6 +37,10 @@ def _card_markdown(card: dict) -> str:
     if "subspace" in card:
         sub = card["subspace"]
         lines.append(f"- subspace ranks: relevant {sub.get('relevant_rank')}, irrelevant {sub.get('irrelevant_rank')}")
+    if card.get("updated_parameters"):
+        lines.append(f"- updated matrices: {', '.join(f'`{p}`' for p in card['updated_parameters'])}")
+    if card.get("out_of_subspace_residual") is not None:
+        lines.append(f"- out-of-subspace residual of the weight change: {card['out_of_subspace_residual']:.2e}")
     if card.get("latents"):
         lines.append(f"- relevant latents: {card['latents'].get('relevant', [])[:16]}")
     if card.get("metrics"):
