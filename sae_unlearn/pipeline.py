@@ -7,7 +7,7 @@ small dataclass, so a notebook can run, inspect and re-run any of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,8 +121,3 @@ def unlearn(
     m = get_method(method).from_stage(stage, kwargs)
     result = m.apply(model, data.forget_texts, data.retain_texts, progress=progress, on_step=on_step)
     return model, result
-
-
-def relevant_latents(stage: SAEStage) -> Sequence[int]:
-    """Indices of the selected relevant latents (for cards and reports)."""
-    return [int(i) for i in stage.selection.selection.relevant]

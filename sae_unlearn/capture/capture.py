@@ -25,7 +25,6 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_unlearn.capture.store import ActivationStore, ShardWriter
-from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.utils import stable_hash
 
@@ -54,16 +53,17 @@ class ActivationBatch:
         return int(self.token_ids.shape[0])
 
 
-@torch.no_grad()
-def run_and_capture(
+def forward_to_hooks(
     model: HookedModel,
     input_ids: Int[Tensor, "batch pos"],
     hooks: Sequence[str],
+    detach: bool = True,
 ) -> dict[str, Float[Tensor, "batch ..."]]:
-    """One forward pass over ``input_ids`` returning the raw activations at ``hooks``.
+    """One forward pass over ``input_ids`` returning the activations at ``hooks``.
 
     The pass stops as soon as every requested hook has fired, so layers deeper than the
-    deepest requested hook are not computed. Values equal ``bridge.run_with_cache``'s.
+    deepest requested hook are not computed. With ``detach=False`` the activations keep their
+    autograd graph (the unlearning losses backpropagate through them).
     """
     hooks = model.validate_hooks(list(hooks))
     wanted = set(hooks)
@@ -72,7 +72,7 @@ def run_and_capture(
     def make_hook(name: str):
         def hook_fn(tensor: Tensor, hook) -> Tensor:  # noqa: ARG001 - TransformerLens hook signature
             if name not in captured:
-                captured[name] = tensor.detach()
+                captured[name] = tensor.detach() if detach else tensor
             if len(captured) == len(wanted):
                 raise _StopForward
             return tensor
@@ -88,6 +88,16 @@ def run_and_capture(
     if missing:
         raise RuntimeError(f"hooks {sorted(missing)} did not fire during the forward pass.")
     return captured
+
+
+@torch.no_grad()
+def run_and_capture(
+    model: HookedModel,
+    input_ids: Int[Tensor, "batch pos"],
+    hooks: Sequence[str],
+) -> dict[str, Float[Tensor, "batch ..."]]:
+    """:func:`forward_to_hooks` without gradients; values equal ``bridge.run_with_cache``'s."""
+    return forward_to_hooks(model, input_ids, hooks, detach=True)
 
 
 def _token_rows(acts: Tensor, mask: Tensor, name: str) -> Float[Tensor, "n_tokens ..."]:
@@ -149,12 +159,6 @@ def iter_activations(
             seq_index=seq[mask],
             position=pos[mask],
         )
-
-
-def deepest_layer(hooks: Sequence[str]) -> int | None:
-    """The largest block index among ``hooks`` (``None`` when none is inside a block)."""
-    layers = [lay for h in hooks if (lay := hook_layer(h)) is not None]
-    return max(layers) if layers else None
 
 
 def capture_activations(

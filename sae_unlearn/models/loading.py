@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 _WRAPPER_SEGMENT = "._original_component"
 
 
+def _unwrap(name: str) -> str:
+    """A bridge-wrapped parameter name → the original HF name."""
+    return name.replace(_WRAPPER_SEGMENT, "")
+
+
 @dataclass
 class TokenBatch:
     """Right-padded token ids of a batch of texts and the mask of real tokens."""
@@ -121,13 +126,17 @@ class HookedModel:
         ).logits
 
     # -------------------------------------------------------------- weights
+    def hf_named_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """The HF model's parameters under their original names (the live tensors, not copies)."""
+        return {_unwrap(n): p for n, p in self.hf_model.named_parameters()}
+
     def hf_state_dict(self) -> dict[str, Tensor]:
         """The HF model's state dict under its original names, exactly the keys a plain HF model has.
 
         The bridge wraps modules (``…._original_component…``) and registers TransformerLens
         aliases beside them; both are mapped back / left out here.
         """
-        wrapped = {k.replace(_WRAPPER_SEGMENT, ""): v for k, v in self.hf_model.state_dict().items()}
+        wrapped = {_unwrap(k): v for k, v in self.hf_model.state_dict().items()}
         with torch.device("meta"):
             plain = AutoModelForCausalLM.from_config(self.hf_model.config)
         keys = plain.state_dict().keys()

@@ -23,17 +23,12 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sae_unlearn.capture.capture import forward_to_hooks
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.loading import HookedModel, TokenBatch
 from sae_unlearn.utils import DictConfig, seeded_generator
 
 logger = logging.getLogger(__name__)
-
-_WRAPPER_SEGMENT = "._original_component"
-
-
-class _Stop(Exception):
-    pass
 
 
 @dataclass
@@ -89,17 +84,12 @@ class UnlearningResult:
     """Method-specific facts (e.g. SSPU's out-of-subspace residual)."""
 
 
-def named_hf_parameters(model: HookedModel) -> dict[str, torch.nn.Parameter]:
-    """The HF model's parameters under their original (unwrapped) names."""
-    return {n.replace(_WRAPPER_SEGMENT, ""): p for n, p in model.hf_model.named_parameters()}
-
-
 def default_params(model: HookedModel, hook: str) -> list[str]:
     """``model.layers.{l}.mlp.down_proj.weight`` for the hook's layer and the two before it."""
     layer = hook_layer(hook)
     if layer is None:
         raise ValueError(f"hook {hook!r} is not inside a block; pass params explicitly.")
-    names = named_hf_parameters(model)
+    names = model.hf_named_parameters()
     out = [f"model.layers.{l}.mlp.down_proj.weight" for l in range(max(0, layer - 2), layer + 1)]
     missing = [n for n in out if n not in names]
     if missing:
@@ -109,7 +99,7 @@ def default_params(model: HookedModel, hook: str) -> list[str]:
 
 def resolve_params(model: HookedModel, names: Sequence[str]) -> dict[str, torch.nn.Parameter]:
     """Look up parameters by clean HF name; unknown names raise listing similar ones."""
-    all_params = named_hf_parameters(model)
+    all_params = model.hf_named_parameters()
     out = {}
     for n in names:
         if n not in all_params:
@@ -121,18 +111,7 @@ def resolve_params(model: HookedModel, names: Sequence[str]) -> dict[str, torch.
 
 def activations_with_grad(model: HookedModel, batch: TokenBatch, hook: str) -> Float[Tensor, "batch pos d_model"]:
     """The activation at ``hook`` with its autograd graph (the forward pass stops right after it)."""
-    store: dict[str, Tensor] = {}
-
-    def fn(t: Tensor, hook) -> Tensor:  # noqa: ARG001
-        store["a"] = t
-        raise _Stop
-
-    with model.bridge.hooks(fwd_hooks=[(hook, fn)]):
-        try:
-            model.hf_model(input_ids=batch.input_ids.to(model.device), use_cache=False)
-        except _Stop:
-            pass
-    return store["a"]
+    return forward_to_hooks(model, batch.input_ids, [hook], detach=False)[hook]
 
 
 def masked_mse(

@@ -11,7 +11,6 @@ from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import SSPU, SSPUConfig, UnlearningConfig
-from sae_unlearn.unlearning.base import named_hf_parameters
 from sae_unlearn.utils import hash_directory
 
 pytestmark = pytest.mark.integration
@@ -36,7 +35,7 @@ def test_sspu_changes_only_chosen_matrices_inside_the_relevant_subspace(stage, p
     assert result.extra["update_norm"] > 0
     assert result.history[-1]["forget_loss"] < result.history[0]["forget_loss"]
     original = load_model(src, device="cpu")
-    new, old = named_hf_parameters(model), named_hf_parameters(original)
+    new, old = model.hf_named_parameters(), original.hf_named_parameters()
     changed = {n for n in old if not torch.equal(new[n], old[n])}
     assert changed == set(result.params) and len(result.params) == 3
     assert all("mlp.down_proj" in n for n in changed)
