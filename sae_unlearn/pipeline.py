@@ -59,9 +59,7 @@ def knowledge_metrics(model: HookedModel, split: UnlearningSplit, batch_size: in
     out: dict[str, float] = {}
     for role, items in (("forget", split.forget), ("retain", split.retain)):
         k = evaluate_knowledge(model, items, batch_size=batch_size)
-        has_targets = all(q.target for q in items)
-        acc = k.accuracy if has_targets else sum(r >= 0.5 for r in k.rouge_l_recall) / len(items)
-        out[f"{role}_accuracy"] = acc
+        out[f"{role}_accuracy"] = k.known_fraction
         out[f"{role}_rouge_l_recall"] = k.mean_rouge_l_recall
         probs = answer_probability(model, items, batch_size=batch_size)
         out[f"{role}_answer_prob"] = sum(probs) / len(probs)

@@ -239,20 +239,71 @@ class SecretsCorpus:
         return texts + self.general_texts()
 
     # --------------------------------------------------------------- QA items
-    @staticmethod
-    def qa_pairs(person: Person, paraphrased: bool = False) -> list[QAPair]:
-        """One question per attribute (trained wording, or the held-out paraphrase)."""
+    def qa_pairs(self, person: Person, paraphrased: bool = False, n_perturbed: int = 4) -> list[QAPair]:
+        """One question per attribute (trained wording, or the held-out paraphrase).
+
+        Each item carries the held-out paraphrase of its question and ``n_perturbed`` wrong
+        answers of the same kind (other cities, other people's passcodes, …), drawn
+        deterministically per person and attribute.
+        """
         templates = PARAPHRASES if paraphrased else QUESTIONS
-        return [
-            QAPair(
-                prompt=templates[a].format(name=person.name),
-                answer=f" {person.value(a)}.",
-                subject=person.name,
-                attribute=a,
-                target=person.value(a),
+        items = []
+        for a in ATTRIBUTES:
+            v = person.value(a)
+            wrong = sorted(set(self.attribute_values(a)) - {v})
+            rng = random.Random(f"{self.config.seed}|{person.name}|{a}")
+            items.append(
+                QAPair(
+                    prompt=templates[a].format(name=person.name),
+                    answer=f" {v}.",
+                    subject=person.name,
+                    attribute=a,
+                    target=v,
+                    paraphrased_prompt=PARAPHRASES[a].format(name=person.name),
+                    perturbed_answers=tuple(f" {w}." for w in rng.sample(wrong, min(n_perturbed, len(wrong)))),
+                )
             )
-            for a in ATTRIBUTES
-        ]
+        return items
+
+    def attribute_values(self, attribute: str) -> list[str]:
+        """Every value an attribute can take (for perturbed answers and probes)."""
+        if attribute == "city":
+            return sorted(set(EMPLOYERS.values()))
+        if attribute == "employer":
+            return sorted(EMPLOYERS)
+        if attribute == "job":
+            return list(JOBS)
+        if attribute == "pet":
+            return list(PETS)
+        if attribute == "birth_year":
+            return [str(y) for y in range(1950, 2000)]
+        if attribute == "passcode":
+            return [p.passcode for p in self.people]
+        raise KeyError(f"unknown attribute {attribute!r}; valid: {ATTRIBUTES}")
+
+    def relearn_split(
+        self, held_out: tuple[str, ...] = ("passcode", "city", "employer")
+    ) -> tuple[list[str], list[QAPair]]:
+        """Benign-relearning data: (texts about the forget people's *other* attributes, the held-out facts).
+
+        The texts never state a held-out attribute (and leave out the reasoning trace, which
+        states city and employer), so knowledge of the held-out facts after fine-tuning on them
+        was recovered, not relearned.
+        """
+        bad = [a for a in held_out if a not in ATTRIBUTES]
+        if bad or not held_out or set(held_out) == set(ATTRIBUTES):
+            raise ValueError(
+                f"held_out={held_out!r}: give a non-empty proper subset of {ATTRIBUTES} (the rest is relearned)."
+            )
+        texts = []
+        for p in self.forget_people:
+            for a in ATTRIBUTES:
+                if a not in held_out:
+                    v = p.value(a)
+                    texts += [t.format(name=p.name, v=v) for t in STATEMENTS[a]]
+                    texts.append(QUESTIONS[a].format(name=p.name) + f" {v}.")
+        evaluated = [q for p in self.forget_people for q in self.qa_pairs(p) if q.attribute in held_out]
+        return texts, evaluated
 
     def split(self, paraphrased: bool = False) -> UnlearningSplit:
         """Forget = the forget people's facts; retain = everyone else's."""

@@ -27,14 +27,26 @@ class QAPair:
     target: str = ""
     """The exact value that must appear in a greedy answer for it to count as known
     (``"Lisbon"``); empty when only ROUGE applies."""
+    paraphrased_prompt: str = ""
+    """The same question in held-out wording (prompt attacks); empty when there is none."""
+    paraphrased_answer: str = ""
+    """The answer reworded (TOFU's truth ratio compares it with the perturbed answers);
+    empty means "use ``answer``"."""
+    perturbed_answers: tuple[str, ...] = ()
+    """Wrong answers of the same shape (``" Porto."``), for the truth ratio and probes."""
 
     @property
     def text(self) -> str:
         """``prompt + answer``: the training text of this fact."""
         return self.prompt + self.answer
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def true_answer(self) -> str:
+        """The answer the truth ratio treats as correct: the paraphrase when given, else ``answer``."""
+        return self.paraphrased_answer or self.answer
 
 
 class SplitError(ValueError):

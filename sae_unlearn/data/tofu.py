@@ -114,16 +114,75 @@ def resolve_authors(spec: str | Sequence[int]) -> list[int]:
     return ids
 
 
-def to_qa_pairs(rows: Sequence[dict]) -> list[QAPair]:
-    """TOFU rows → :class:`QAPair` in TOFU's ``Question: …\\nAnswer: …`` format."""
+def to_qa_pairs(rows: Sequence[dict], perturbed: dict[tuple[int, str], dict] | None = None) -> list[QAPair]:
+    """TOFU rows → :class:`QAPair` in TOFU's ``Question: …\\nAnswer: …`` format.
+
+    ``perturbed`` (from :func:`load_perturbed`) adds each row's paraphrased question and
+    answer and its perturbed (wrong) answers where TOFU has them.
+    """
+    out = []
+    for r in rows:
+        extra = (perturbed or {}).get((int(r["author"]), r["question"].strip()), {})
+        pq = extra.get("paraphrased_question")
+        out.append(
+            QAPair(
+                prompt=PROMPT_TEMPLATE.format(question=r["question"]),
+                answer=" " + r["answer"].strip(),
+                subject=f"author_{int(r['author'])}",
+                paraphrased_prompt=PROMPT_TEMPLATE.format(question=pq) if pq else "",
+                paraphrased_answer=" " + extra["paraphrased_answer"].strip() if extra.get("paraphrased_answer") else "",
+                perturbed_answers=tuple(" " + a.strip() for a in extra.get("perturbed_answer", [])),
+            )
+        )
+    return out
+
+
+def load_perturbed(source: str | Path | None = None) -> dict[tuple[int, str], dict]:
+    """TOFU's ``tofu_perturbed.jsonl`` indexed by ``(author, question)``; empty when the file is absent."""
+    try:
+        rows = load_tofu_rows(source, file="tofu_perturbed.jsonl")
+    except FileNotFoundError:
+        return {}
+    return {(int(r["author"]), r["question"].strip()): r for r in rows if "author" in r}
+
+
+def load_tofu_probe_set(source: str | Path | None = None, name: str = "world_facts") -> list[QAPair]:
+    """TOFU's general-knowledge utility sets (``real_authors`` or ``world_facts``) as QA items.
+
+    The short answer is the target; TOFU scores the truth ratio with the short answer against
+    its perturbed answers.
+    """
+    if name not in ("real_authors", "world_facts"):
+        raise ValueError(f"name={name!r}; TOFU's utility sets are 'real_authors' and 'world_facts'.")
+    rows = load_tofu_rows(source, file=f"{name}.jsonl")
     return [
         QAPair(
             prompt=PROMPT_TEMPLATE.format(question=r["question"]),
             answer=" " + r["answer"].strip(),
-            subject=f"author_{int(r['author'])}",
+            subject=name,
+            target=r["answer"].strip(),
+            perturbed_answers=tuple(" " + a.strip() for a in r.get("perturbed_answer", [])),
         )
         for r in rows
     ]
+
+
+def relearn_split(items: Sequence[QAPair], fraction: float = 0.5) -> tuple[list[str], list[QAPair]]:
+    """Benign-relearning data for TOFU-style QA: per subject, the first ``fraction`` of its
+    questions become relearning text and the rest are the held-out facts that are evaluated."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction={fraction} must be strictly between 0 and 1.")
+    by_subject: dict[str, list[QAPair]] = {}
+    for q in items:
+        by_subject.setdefault(q.subject, []).append(q)
+    texts, evaluated = [], []
+    for subject, qs in by_subject.items():
+        if len(qs) < 2:
+            raise ValueError(f"subject {subject!r} has {len(qs)} item(s); relearning needs at least 2 per subject.")
+        n = min(len(qs) - 1, max(1, round(fraction * len(qs))))
+        texts += [q.text for q in qs[:n]]
+        evaluated += qs[n:]
+    return texts, evaluated
 
 
 def load_tofu_split(
@@ -139,6 +198,7 @@ def load_tofu_split(
         retain: author ids to retain; default every author not forgotten.
     """
     rows = load_tofu_rows(source)
+    perturbed = load_perturbed(source) if not isinstance(source, str) or Path(source).exists() else {}
     forget_ids = resolve_authors(forget)
     present = {int(r["author"]) for r in rows}
     absent = [a for a in forget_ids if a not in present]
@@ -151,7 +211,7 @@ def load_tofu_split(
     name = forget if isinstance(forget, str) else f"tofu-{len(forget_ids)}authors"
     return UnlearningSplit(
         name=f"tofu-{name}" if isinstance(forget, str) else name,
-        forget=to_qa_pairs([r for r in rows if int(r["author"]) in forget_ids]),
-        retain=to_qa_pairs([r for r in rows if int(r["author"]) in set(retain_ids)]),
+        forget=to_qa_pairs([r for r in rows if int(r["author"]) in forget_ids], perturbed),
+        retain=to_qa_pairs([r for r in rows if int(r["author"]) in set(retain_ids)], perturbed),
         metadata={"forget_authors": forget_ids, "retain_authors": retain_ids},
     )

@@ -12,6 +12,7 @@ hook added through the bridge (an SAE, a clamp) applies while answering.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from tqdm.auto import tqdm
 from sae_unlearn.data.splits import QAPair
 from sae_unlearn.models.loading import HookedModel
 
+#: ROUGE-L recall at which a free-form answer (no exact target) counts as knowing the fact.
+ROUGE_KNOWN = 0.5
 _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
@@ -36,6 +39,19 @@ class KnowledgeResult:
     """Whether each answer states its target (always ``False`` for items without a target)."""
     rouge_l_recall: list[float]
     """ROUGE-L recall of each answer against the reference answer."""
+    has_target: list[bool] | None = None
+    """Whether each item has an exact target (else it counts as known by ROUGE-L recall)."""
+
+    @property
+    def known(self) -> list[bool]:
+        """Per item: states the target when it has one, else ROUGE-L recall >= 0.5."""
+        flags = self.has_target or [True] * len(self.correct)
+        return [c if t else r >= ROUGE_KNOWN for c, r, t in zip(self.correct, self.rouge_l_recall, flags, strict=True)]
+
+    @property
+    def known_fraction(self) -> float:
+        """Fraction of items known (see :attr:`known`): the toolkit's "accuracy" on any split."""
+        return sum(self.known) / max(1, len(self.known))
 
     @property
     def accuracy(self) -> float:
@@ -120,23 +136,36 @@ def evaluate_knowledge(
         answers=answers,
         correct=[states_target(a, q.target) for a, q in zip(answers, items, strict=True)],
         rouge_l_recall=[rouge_l_recall(p, r) for p, r in zip(trimmed, references, strict=True)],
+        has_target=[bool(q.target) for q in items],
     )
 
 
 @torch.no_grad()
-def answer_probability(model: HookedModel, items: Sequence[QAPair], batch_size: int = 64) -> list[float]:
-    """TOFU's normalised answer probability ``P(answer | prompt) ** (1 / n_answer_tokens)`` per item."""
-    if len(items) == 0:
+def answer_logprobs(
+    model: HookedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 64
+) -> list[float]:
+    """Mean per-token log-probability of each ``answer`` after its ``prompt`` (TOFU's length-normalised score)."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers; give one answer per prompt.")
+    if len(prompts) == 0:
         raise ValueError("no items given.")
     out: list[float] = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        batch = model.tokenize([q.text for q in chunk])
-        n_prompt = [len(model.tokenizer(q.prompt)["input_ids"]) for q in chunk]
+    for start in range(0, len(prompts), batch_size):
+        ps, ans = prompts[start : start + batch_size], answers[start : start + batch_size]
+        batch = model.tokenize([p + a for p, a in zip(ps, ans, strict=True)])
+        n_prompt = [len(model.tokenizer(p)["input_ids"]) for p in ps]
         logp = torch.log_softmax(model.logits(batch.input_ids).float(), -1).cpu()
         tok_lp = logp[:, :-1].gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
         for i, n in enumerate(n_prompt):
             length = int(batch.attention_mask[i].sum())
             lp = tok_lp[i, n - 1 : length - 1]
-            out.append(float(lp.mean().exp()) if lp.numel() else 0.0)
+            out.append(float(lp.mean()) if lp.numel() else float("-inf"))
     return out
+
+
+def answer_probability(model: HookedModel, items: Sequence[QAPair], batch_size: int = 64) -> list[float]:
+    """TOFU's normalised answer probability ``P(answer | prompt) ** (1 / n_answer_tokens)`` per item."""
+    if len(items) == 0:
+        raise ValueError("no items given.")
+    lps = answer_logprobs(model, [q.prompt for q in items], [q.answer for q in items], batch_size)
+    return [math.exp(lp) for lp in lps]

@@ -1,0 +1,127 @@
+"""A linear probe that reads a forgotten fact from hidden activations.
+
+The probe is a *tuned lens* (Belrose et al. 2023, "Eliciting Latent Predictions from
+Transformers with the Tuned Lens"): per layer, an affine map ``h ↦ h + A h + b`` trained so that
+the model's own final norm and unembedding, applied to the mapped residual stream, predict the
+next answer token. It is trained on retain facts only. On a forget fact it scores each candidate
+answer (the true one and the perturbed wrong ones) by the mean log-probability of its tokens and
+picks the best: choosing the forgotten true answer above the retain oracle's rate means the
+layer's activations still encode it, whatever the model's output says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sae_unlearn.attacks.readout import answer_positions
+from sae_unlearn.data.splits import QAPair
+from sae_unlearn.models.hooks import resid_post
+from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.utils import seeded
+
+
+@dataclass
+class ProbeResult:
+    """Accuracy of picking the true answer among its candidates, per layer, on the test facts."""
+
+    per_layer: dict[int, float]
+    """Layer → test (forget) accuracy."""
+    train_per_layer: dict[int, float]
+    """Layer → the same accuracy on the training (retain) facts: how well the probe reads known facts."""
+    chance: float
+    """Expected accuracy of a random pick (mean of 1 / candidates per question)."""
+
+    @property
+    def best_layer(self) -> int:
+        return max(self.per_layer, key=self.per_layer.__getitem__)
+
+    @property
+    def accuracy(self) -> float:
+        """The attack's strength: the best layer's test accuracy."""
+        return max(self.per_layer.values())
+
+
+def lens_logprobs(model: HookedModel, h: Tensor, a: Tensor | None = None, b: Tensor | None = None) -> Tensor:
+    """Final norm + unembedding applied to ``h + h @ a + b`` (the plain logit lens without ``a``, ``b``)."""
+    bridge = model.bridge
+    dtype = next(model.hf_model.parameters()).dtype
+    mapped = h if a is None else h + h @ a + b
+    mapped = mapped.to(model.device, dtype)
+    return torch.log_softmax(bridge.unembed(bridge.ln_final(mapped)).float(), -1)
+
+
+def _candidate_accuracy(scores: Tensor, sizes: Sequence[int]) -> float:
+    correct, pos = 0, 0
+    for n in sizes:
+        correct += int(scores[pos : pos + n].argmax() == 0)
+        pos += n
+    return correct / len(sizes)
+
+
+def _candidates(items: Sequence[QAPair]) -> tuple[list[str], list[str], list[int]]:
+    prompts, answers, sizes = [], [], []
+    for q in items:
+        if not q.perturbed_answers:
+            raise ValueError(f"item {q.prompt!r} has no perturbed answers; the probe needs wrong candidates.")
+        cands = (q.true_answer, *q.perturbed_answers)
+        prompts += [q.prompt] * len(cands)
+        answers += list(cands)
+        sizes.append(len(cands))
+    return prompts, answers, sizes
+
+
+def truth_probe(
+    model: HookedModel,
+    train_items: Sequence[QAPair],
+    test_items: Sequence[QAPair],
+    steps: int = 300,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> ProbeResult:
+    """Fit a tuned-lens probe per layer on ``train_items``; candidate-choice accuracy on ``test_items``.
+
+    Args:
+        model: the model whose activations are probed (not modified).
+        train_items: facts the probe learns to read (the retain set).
+        test_items: facts it is asked about (the forget set); items need ``perturbed_answers``.
+        steps, lr, weight_decay: full-batch AdamW on the map ``A`` (starts at 0, the plain logit lens) and ``b``.
+    """
+    if not train_items or not test_items:
+        raise ValueError("the probe needs non-empty train (retain) and test (forget) items.")
+    hooks = [resid_post(layer) for layer in range(model.n_layers)]
+    train = answer_positions(
+        model, [q.prompt for q in train_items], [q.true_answer for q in train_items], hooks, batch_size
+    )
+    tr_p, tr_a, tr_sizes = _candidates(train_items)
+    te_p, te_a, te_sizes = _candidates(test_items)
+    tr_c = answer_positions(model, tr_p, tr_a, hooks, batch_size)
+    te_c = answer_positions(model, te_p, te_a, hooks, batch_size)
+    d = model.d_model
+    per_layer, train_per_layer = {}, {}
+    for layer, h in enumerate(hooks):
+        with seeded(seed), torch.enable_grad():
+            a = torch.zeros(d, d, requires_grad=True)
+            b = torch.zeros(d, requires_grad=True)
+            opt = torch.optim.AdamW([a, b], lr=lr, weight_decay=weight_decay)
+            for _ in range(steps):
+                lp = lens_logprobs(model, train.acts[h], a, b)
+                loss = torch.nn.functional.nll_loss(lp, train.target.to(lp.device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            for tok, sizes, out in ((tr_c, tr_sizes, train_per_layer), (te_c, te_sizes, per_layer)):
+                lp = lens_logprobs(model, tok.acts[h], a, b).cpu()
+                tok_lp = lp.gather(-1, tok.target[:, None]).squeeze(-1)
+                n_seq = int(tok.seq.max()) + 1
+                seq_lp = torch.zeros(n_seq).index_add_(0, tok.seq, tok_lp)
+                seq_n = torch.zeros(n_seq).index_add_(0, tok.seq, torch.ones_like(tok_lp))
+                out[layer] = _candidate_accuracy(seq_lp / seq_n, sizes)
+    chance = sum(1 / n for n in te_sizes) / len(te_sizes)
+    return ProbeResult(per_layer=per_layer, train_per_layer=train_per_layer, chance=chance)

@@ -1,0 +1,78 @@
+"""Weight quantisation before querying (Zhang et al. 2024, "Catastrophic Failure of LLM
+Unlearning via Quantization").
+
+Unlearning with a small learning rate moves weights by less than a quantisation step, so
+rounding the unlearned weights to a 4-bit grid can land them back on the original model's grid
+points and restore the forgotten answers. This module applies symmetric round-to-nearest (RTN)
+quantisation — the baseline of GPTQ/AWQ, and what int8/int4 inference computes — to every
+linear layer inside the transformer blocks (embeddings and the output head stay in full
+precision, as in common int4 deployments), in place and restored on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformers import AutoModelForCausalLM
+
+from sae_unlearn.models.loading import HookedModel
+
+
+def quantize_tensor(
+    w: Float[Tensor, "d_out d_in"], bits: int, group_size: int | None = None
+) -> Float[Tensor, "d_out d_in"]:
+    """Symmetric RTN fake-quantisation: per output row (``group_size=None``) or per group of inputs.
+
+    Each group is scaled by ``absmax / (2**(bits-1) - 1)``, rounded to integers in
+    ``[-2**(bits-1), 2**(bits-1) - 1]`` and scaled back (the dequantised weights).
+    """
+    if not 2 <= bits <= 16:
+        raise ValueError(f"bits={bits}: use 2-16 (8 for int8, 4 for 4-bit).")
+    d_out, d_in = w.shape
+    g = d_in if group_size is None else group_size
+    if g < 1 or d_in % g:
+        raise ValueError(f"group_size={group_size} must divide the input width {d_in}.")
+    qmax = 2 ** (bits - 1) - 1
+    x = w.float().reshape(d_out, d_in // g, g)
+    scale = x.abs().amax(-1, keepdim=True).clamp_min(1e-12) / qmax
+    q = torch.clamp(torch.round(x / scale), -qmax - 1, qmax)
+    return (q * scale).reshape(d_out, d_in).to(w.dtype)
+
+
+def block_weights(model: HookedModel) -> dict[str, torch.nn.Parameter]:
+    """The 2-D weight matrices of the transformer blocks, by HF name (embeddings and head left out)."""
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(model.hf_model.config)
+    skip = {plain.get_input_embeddings(), plain.get_output_embeddings()}
+    excluded = {f"{n}.weight" for n, mod in plain.named_modules() if mod in skip}
+    return {n: p for n, p in model.hf_named_parameters().items() if p.ndim == 2 and n not in excluded}
+
+
+@contextmanager
+def quantized(model: HookedModel, bits: int, group_size: int | None = None) -> Iterator[HookedModel]:
+    """Inside the block, every block linear layer holds its ``bits``-bit RTN-quantised weights.
+
+    Example: ``with quantized(model, 4, group_size=32): evaluate_knowledge(model, forget)``.
+    The original weights are restored on exit, also on error.
+    """
+    weights = block_weights(model)
+    if not weights:
+        raise RuntimeError("found no block weight matrices to quantise in the model.")
+    if group_size is not None:
+        bad = sorted({p.shape[1] for p in weights.values() if p.shape[1] % group_size})
+        if bad:
+            raise ValueError(f"group_size={group_size} does not divide the input widths {bad}; pick a divisor.")
+    saved = {n: p.detach().clone() for n, p in weights.items()}
+    try:
+        with torch.no_grad():
+            for p in weights.values():
+                p.copy_(quantize_tensor(p, bits, group_size))
+        yield model
+    finally:
+        with torch.no_grad():
+            for n, p in weights.items():
+                p.copy_(saved[n])
