@@ -1,6 +1,8 @@
-"""Command line: ``python -m sae_unlearn {demo,zoo} ...``.
+"""Command line: ``python -m sae_unlearn {demo,verify,zoo} ...``.
 
 - ``demo --out DIR``: the main job (see :mod:`sae_unlearn.demo`).
+- ``verify MODEL_DIR [--oracle DIR] [--data NAME]``: is the knowledge removed, suppressed or
+  not forgotten (see :mod:`sae_unlearn.verification`); writes ``verification.json`` and figures.
 - ``zoo build [NAME ...]``: build and cache zoo models and their oracles; ``zoo list``.
 """
 
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the main pipeline on the bundled secrets model")
     _add_dataclass_args(demo, DemoConfig)
+    from sae_unlearn.verification import cli as verify_cli
+
+    verify = sub.add_parser("verify", help="verify an unlearned model against its retain oracle (attacks, verdict)")
+    verify_cli.add_arguments(verify)
     zoo = sub.add_parser("zoo", help="build or list the bundled zoo models")
     zoo.add_argument("action", choices=["build", "list"])
     zoo.add_argument("names", nargs="*", help="zoo models to build (default: all)")
@@ -62,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(e))
         report = run_demo(config)
         print(format_report(report))
+        return 0
+    if args.command == "verify":
+        verify_cli.run(args, verify)
         return 0
     from sae_unlearn.models.zoo import ZOO, zoo_model_path
 

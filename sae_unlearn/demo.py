@@ -5,8 +5,9 @@ the model and its retain oracle and checks what each knows; captures activations
 for forget and retain text (one pass), fits one SAE per layer (sae-lens trainer), selects the
 layer and the latents tied to the forget set, and builds the relevant/irrelevant subspaces;
 unlearns with SSPU and with the RMU baseline (same budget, each on a fresh copy); exports the
-SSPU model as a Hugging Face folder with its unlearning card; and writes ``DIR/report.json``,
-figures and a short printed report.
+SSPU model as a Hugging Face folder with its unlearning card; verifies both unlearned models
+against the retain oracle (metrics, attacks, verdict; reports under ``DIR/verification/``); and
+writes ``DIR/report.json``, figures and a short printed report.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline
 from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, encode_batched
 from sae_unlearn.selection import top_activating_contexts
 from sae_unlearn.utils import write_json_atomic
+from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 from sae_unlearn.viz import plot_latent_firing, plot_layer_scores, plot_norms_per_layer, plot_principal_angles
 
 logger = logging.getLogger(__name__)
@@ -141,6 +143,7 @@ def run_demo(config: DemoConfig) -> dict:
         out / "sspu_model",
         {
             "method": "sspu",
+            "data": config.model,
             "hook": stage.selection.hook,
             "layer": stage.selection.layer,
             "latents": {
@@ -164,11 +167,28 @@ def run_demo(config: DemoConfig) -> dict:
     }
     timing["export_s"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    report["verification"] = _verification(oracle, {k: v[0] for k, v in unlearned.items()}, out, config)
+    timing["verification_s"] = time.perf_counter() - t
+
     report["figures"] = _figures(out, report, stage, config)
     timing["total_s"] = time.perf_counter() - t_start
     report["timing"] = timing
     write_json_atomic(out / "report.json", report)
     return report
+
+
+def _verification(oracle, models: dict, out: Path, config: DemoConfig) -> dict:
+    """Verify each unlearned model against the oracle (measured once); save the full reports."""
+    vdata = verification_data(config.model)
+    vconfig = VerifyConfig(batch_size=config.batch_size)
+    oracle_m = measure(oracle, vdata, vconfig)
+    section: dict = {"config": vconfig.to_dict()}
+    for method, model in models.items():
+        report = verify(model, vdata, oracle_m, vconfig, name=method.upper())
+        path = report.save(out / "verification" / method)
+        section[method] = report.summary() | {"reasons": report.reasons, "report": str(path)}
+    return section
 
 
 def _examples(model, data) -> list[dict]:
@@ -300,5 +320,15 @@ def format_report(report: dict) -> str:
             f"  exported SSPU model: {report['export']['path']} "
             f"(max logit diff {report['export']['max_logit_diff']:.1e})"
         )
+    if "verification" in report:
+        lines.append("  verification      verdict        forget quality  relearn acc  probe acc  int4 acc")
+        for method in ("rmu", "sspu"):
+            v = report["verification"][method]
+            probe = "n/a" if v["probe_accuracy"] is None else f"{v['probe_accuracy']:.3f}"
+            lines.append(
+                f"  {method.upper():16s} {v['verdict']:14s} {v['forget_quality']:14.3g}  "
+                f"{v['relearn_forget_accuracy']:11.3f}  {probe:>9s}  {v['quantization'].get('int4', float('nan')):8.3f}"
+            )
+            lines.append(f"    {v['reasons'][-1]}")
     lines.append(f"  total {report['timing']['total_s']:.1f}s; report: {Path(report['config']['out']) / 'report.json'}")
     return "\n".join(lines)

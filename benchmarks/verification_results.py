@@ -1,0 +1,75 @@
+"""Is it gone or only hidden? Original, retain oracle, RMU and SSPU verified side by side in one run.
+
+    python benchmarks/verification_results.py [--models secrets tofu-mini] [--out DIR]
+
+For each zoo model: the SAE stage and RMU / SSPU unlearning exactly as in
+``benchmarks/unlearning_results.py`` (``sae_unlearn.pipeline.DEFAULT_UNLEARNING``), then
+``sae_unlearn.verification.verify`` (default ``VerifyConfig``) of every variant against the
+retain oracle's measurements (computed once). Prints the markdown table pasted into
+benchmarks/README.md; with ``--out`` every report is saved (JSON, Markdown, figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
+from sae_unlearn.saes import SAEFitConfig
+from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["secrets", "tofu-mini"])
+    parser.add_argument("--out", default=None, help="folder for the full reports (optional)")
+    args = parser.parse_args()
+    config = VerifyConfig()
+    print("verify config:", config.to_dict())
+    rows = []
+    for name in args.models:
+        data, vdata = pipeline_data(name), verification_data(name)
+        model_dir, oracle_dir = zoo_model_path(name, progress=False), zoo_model_path(name, oracle=True, progress=False)
+        model = load_model(model_dir, device="cpu")
+        oracle = load_model(oracle_dir, device="cpu")
+        t = time.perf_counter()
+        oracle_m = measure(oracle, vdata, config)
+        print(f"{name}: oracle measured in {time.perf_counter() - t:.1f}s")
+        variants = {"original": model, "retain oracle": oracle}
+        with tempfile.TemporaryDirectory() as tmp:
+            stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), k=64, progress=False)
+        for method in ("rmu", "sspu"):
+            variants[method.upper()], _ = unlearn(method, model_dir, data, stage, device="cpu", progress=False)
+        for variant, m in variants.items():
+            t = time.perf_counter()
+            report = verify(m, vdata, oracle_m, config, name=f"{name} {variant}")
+            print(f"{name} {variant}: {report.verdict} ({time.perf_counter() - t:.1f}s)")
+            for reason in report.reasons:
+                print("   ", reason)
+            if args.out:
+                report.save(Path(args.out) / name / variant.replace(" ", "_"))
+            rows.append((name, variant, report))
+
+    print(
+        "\n| model | variant | forget quality | model utility | forget acc | relearn 0 / 10 / 50 steps | "
+        "probe acc (oracle) | int4 forget acc | verdict |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, variant, r in rows:
+        s = r.summary()
+        relearn = " / ".join(f"{s['relearn'][k]:.3f}" for k in sorted(s["relearn"], key=int))
+        probe = r.oracle["reconstruction"].get("probe", {}).get("accuracy")
+        probe_txt = "n/a" if s["probe_accuracy"] is None else f"{s['probe_accuracy']:.3f} ({probe:.3f})"
+        int4 = s["quantization"].get("int4", float("nan"))
+        print(
+            f"| {name} | {variant} | {s['forget_quality']:.3g} | {s['model_utility']:.3f} | "
+            f"{s['forget_accuracy']:.3f} | {relearn} | {probe_txt} | {int4:.3f} | "
+            f"{s['verdict']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

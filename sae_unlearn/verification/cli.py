@@ -1,0 +1,85 @@
+"""``python -m sae_unlearn verify MODEL_DIR``: verify a saved model against its retain oracle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sae_unlearn.evaluation.multiple_choice import load_mc_questions
+from sae_unlearn.models.zoo import ZOO, zoo_model_path
+from sae_unlearn.verification.data import verification_data
+from sae_unlearn.verification.report import VerificationReport, VerifyConfig, verify
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", help="Hugging Face folder of the model to verify (e.g. an exported model)")
+    parser.add_argument("--oracle", help="retain oracle folder (default: the zoo oracle of --data)")
+    parser.add_argument(
+        "--data",
+        help="facts to verify on: secrets, tofu-mini or tofu:forget01|05|10 "
+        "(default: read from the model's unlearning_card.json or zoo_card.json)",
+    )
+    parser.add_argument("--tofu", help="TOFU folder (default: $SAE_UNLEARN_TOFU or ../shared/data/tofu)")
+    parser.add_argument("--mc", help="multiple-choice questions (JSON/JSONL: question, choices, answer index)")
+    parser.add_argument(
+        "--out", default=None, help="folder for verification.json/.md and figures (default MODEL_DIR-verification)"
+    )
+    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    parser.add_argument("--relearn-steps", type=int, nargs="+", default=list(VerifyConfig.relearn_steps))
+    parser.add_argument("--margin", type=float, default=VerifyConfig.margin, help=_doc("margin"))
+    parser.add_argument("--alpha", type=float, default=VerifyConfig.alpha, help=_doc("alpha"))
+    parser.add_argument("--seed", type=int, default=VerifyConfig.seed)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _doc(name: str) -> str:
+    from sae_unlearn.__main__ import _field_docs
+
+    return _field_docs(VerifyConfig).get(name, "")
+
+
+def infer_data_name(model_dir: Path) -> str | None:
+    """The data a model was unlearned on, from its unlearning card (or a zoo model's card)."""
+    for card_name, key in (("unlearning_card.json", "data"), ("zoo_card.json", "name")):
+        card = model_dir / card_name
+        if card.is_file():
+            value = json.loads(card.read_text()).get(key)
+            if value:
+                return str(value)
+    return None
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> VerificationReport:
+    from sae_unlearn.models.loading import load_model
+
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "config.json").is_file():
+        parser.error(f"MODEL_DIR {model_dir} is not a Hugging Face model folder (no config.json).")
+    name = args.data or infer_data_name(model_dir)
+    if name is None:
+        parser.error(
+            f"cannot tell which facts {model_dir} should have forgotten; pass --data secrets|tofu-mini|tofu:forget01."
+        )
+    oracle_dir = args.oracle
+    if oracle_dir is None:
+        if name not in ZOO:
+            parser.error(f"--data {name!r} is not a zoo model, so there is no default oracle; pass --oracle DIR.")
+        oracle_dir = zoo_model_path(name, oracle=True, progress=args.progress)
+    try:
+        config = VerifyConfig(
+            relearn_steps=tuple(args.relearn_steps), margin=args.margin, alpha=args.alpha, seed=args.seed
+        )
+        data = verification_data(name, tofu_source=args.tofu)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    if args.mc:
+        data.mc_questions = load_mc_questions(args.mc)
+    model = load_model(model_dir, device=args.device)
+    oracle = load_model(oracle_dir, device=args.device)
+    report = verify(model, data, oracle, config, name=model_dir.name, progress=args.progress)
+    out = Path(args.out) if args.out else model_dir.with_name(model_dir.name + "-verification")
+    report.save(out)
+    print(report.to_markdown())
+    print(f"\nreport: {out / 'verification.json'}")
+    return report

@@ -1,0 +1,356 @@
+"""Is it gone or only hidden? A verification report for any unlearned model.
+
+Following the SoK on LLM unlearning (Ren et al. 2025), a model is judged on three fronts, each
+measured identically on the model and on the retain oracle (the same architecture trained
+without the forget set — what "never knew it" looks like):
+
+- **unit** (the forget set): accuracy, ROUGE-L recall, answer probability, TOFU's truth ratio
+  and forget quality (KS-test p-value between the two models' forget truth ratios);
+- **control** (everything else): retain accuracy and TOFU's model utility (+ multiple choice);
+- **reconstruction** (attacks that try to bring it back): benign relearning for a sweep of
+  step counts, prompt attacks, a tuned-lens probe, the logit lens at every layer, and int8 /
+  4-bit weight quantisation.
+
+Verdict: *not forgotten* when the forget accuracy is above the oracle's by more than
+``margin``; *removed* when no attack gets more than ``margin`` above the oracle under the same
+attack and the forget quality is at least ``alpha``; otherwise *suppressed* (hidden at the
+output but recoverable, or distinguishable from never having known it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from sae_unlearn.attacks import RelearnConfig, logit_lens, prompt_attacks, quantized, relearn_sweep, truth_probe
+from sae_unlearn.evaluation import (
+    answer_probability,
+    evaluate_knowledge,
+    forget_quality,
+    forget_truth_score,
+    model_utility,
+    multiple_choice_accuracy,
+    truth_ratios,
+)
+from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.utils import DictConfig, write_json_atomic
+from sae_unlearn.verification.data import VerificationData
+
+VERDICTS = ("removed", "suppressed", "not forgotten")
+
+
+@dataclass
+class VerifyConfig(DictConfig):
+    """How a model is verified."""
+
+    relearn_steps: tuple[int, ...] = (0, 10, 50)
+    """Relearning step counts measured (cumulative)."""
+    relearn_lr: float = 1e-3
+    """Relearning learning rate (AdamW, all parameters)."""
+    relearn_batch_size: int = 8
+    """Relearning texts per step."""
+    quant_bits: tuple[int, ...] = (8, 4)
+    """Weight quantisation widths attacked (8: per-channel int8; others: grouped)."""
+    quant_group_size: int = 32
+    """Group size for widths below 8 bits."""
+    probe_steps: int = 300
+    """Optimiser steps of each layer's tuned-lens probe."""
+    margin: float = 0.1
+    """How far above the oracle (absolute accuracy) an attack must get to count as recovering knowledge."""
+    alpha: float = 0.05
+    """Forget quality (KS p-value) below which the model is distinguishable from the oracle."""
+    batch_size: int = 64
+    """Texts per forward pass."""
+    seed: int = 0
+    """Seed of relearning batches and probes."""
+
+    def __post_init__(self) -> None:
+        self.relearn_steps = tuple(self.relearn_steps)
+        self.quant_bits = tuple(self.quant_bits)
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"margin={self.margin} must be in [0, 1) (an accuracy difference).")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha={self.alpha} must be in (0, 1) (a p-value threshold).")
+
+
+def measure(
+    model: HookedModel, data: VerificationData, config: VerifyConfig | None = None, progress: bool = False
+) -> dict:
+    """Every metric and attack on one model (the model's weights are unchanged afterwards)."""
+    config = config or VerifyConfig()
+    t0 = time.perf_counter()
+    bs = config.batch_size
+    split = data.split
+    fk = evaluate_knowledge(model, split.forget, batch_size=bs)
+    rk = evaluate_knowledge(model, split.retain, batch_size=bs)
+    tr = truth_ratios(model, split.forget, bs) if all(q.perturbed_answers for q in split.forget) else None
+    unit = {
+        "forget_accuracy": fk.known_fraction,
+        "forget_rouge_l_recall": fk.mean_rouge_l_recall,
+        "forget_answer_prob": _mean(answer_probability(model, split.forget, bs)),
+        "forget_truth_score": forget_truth_score(tr) if tr is not None else None,
+        "truth_ratios": tr,
+        "items": [
+            {"prompt": q.prompt, "target": q.target or q.answer.strip(), "answer": a.strip(), "known": k}
+            for q, a, k in zip(split.forget, fk.answers, fk.known, strict=True)
+        ],
+    }
+    util = model_utility(model, data.utility_sets, bs)
+    control = {
+        "retain_accuracy": rk.known_fraction,
+        "retain_rouge_l_recall": rk.mean_rouge_l_recall,
+        "model_utility": util.model_utility,
+        "utility_components": util.components,
+    }
+    if data.mc_questions:
+        control["mc_accuracy"] = multiple_choice_accuracy(model, data.mc_questions, batch_size=bs)
+
+    def relearn_eval(m: HookedModel) -> float:
+        return evaluate_knowledge(m, data.relearn_eval, batch_size=bs).known_fraction
+
+    relearn = relearn_sweep(
+        model,
+        data.relearn_texts,
+        relearn_eval,
+        RelearnConfig(config.relearn_steps, config.relearn_lr, config.relearn_batch_size, config.seed),
+        progress=progress,
+    )
+    quant = {}
+    for bits in config.quant_bits:
+        with quantized(model, bits, None if bits >= 8 else config.quant_group_size):
+            quant[f"int{bits}"] = evaluate_knowledge(model, split.forget, batch_size=bs).known_fraction
+    lens = logit_lens(model, split.forget, bs)
+    reconstruction = {
+        "relearn": {str(k): v for k, v in relearn.items()},
+        "prompts": prompt_attacks(model, split.forget, data.shots, batch_size=bs),
+        "logit_lens": {"top1": lens.top1, "logprob": lens.logprob, "max_top1": lens.max_top1},
+        "quantization": quant,
+    }
+    if all(q.perturbed_answers for q in split.forget + split.retain):
+        probe = truth_probe(model, split.retain, split.forget, steps=config.probe_steps, seed=config.seed)
+        reconstruction["probe"] = {
+            "accuracy": probe.accuracy,
+            "best_layer": probe.best_layer,
+            "per_layer": probe.per_layer,
+            "train_per_layer": probe.train_per_layer,
+            "chance": probe.chance,
+        }
+    return {"unit": unit, "control": control, "reconstruction": reconstruction, "seconds": time.perf_counter() - t0}
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / max(1, len(xs))
+
+
+@dataclass
+class Check:
+    """One attack (or output test) compared between the model and the oracle."""
+
+    name: str
+    model: float
+    oracle: float
+    recovered: bool
+    """``model - oracle > margin``: the attack brings back more than the oracle ever knew."""
+
+
+@dataclass
+class VerificationReport:
+    """Unit, control and reconstruction evidence of one model against the retain oracle, and a verdict."""
+
+    name: str
+    verdict: str
+    reasons: list[str]
+    forget_quality: float | None
+    checks: list[Check]
+    model: dict
+    """:func:`measure` of the model."""
+    oracle: dict
+    """:func:`measure` of the retain oracle."""
+    config: dict = field(default_factory=dict)
+
+    @property
+    def relearn_forget_accuracy(self) -> float:
+        """Forget accuracy (held-out facts) after the largest relearning step count."""
+        steps = self.model["reconstruction"]["relearn"]
+        return steps[max(steps, key=int)]
+
+    @property
+    def probe_accuracy(self) -> float | None:
+        probe = self.model["reconstruction"].get("probe")
+        return probe["accuracy"] if probe else None
+
+    def summary(self) -> dict:
+        """The headline numbers (what the demo report and the benchmark table show)."""
+        rec = self.model["reconstruction"]
+        return {
+            "verdict": self.verdict,
+            "forget_quality": self.forget_quality,
+            "model_utility": self.model["control"]["model_utility"],
+            "forget_accuracy": self.model["unit"]["forget_accuracy"],
+            "retain_accuracy": self.model["control"]["retain_accuracy"],
+            "relearn_forget_accuracy": self.relearn_forget_accuracy,
+            "relearn": rec["relearn"],
+            "probe_accuracy": self.probe_accuracy,
+            "quantization": rec["quantization"],
+            "prompt_attack_max": max(rec["prompts"].values()) if rec["prompts"] else None,
+            "logit_lens_max_top1": rec["logit_lens"]["max_top1"],
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "verdict": self.verdict,
+            "reasons": self.reasons,
+            "forget_quality": self.forget_quality,
+            "summary": self.summary(),
+            "checks": [asdict(c) for c in self.checks],
+            "model": self.model,
+            "oracle": self.oracle,
+            "config": self.config,
+        }
+
+    def to_markdown(self) -> str:
+        """The report as a Markdown table (also how Jupyter shows it)."""
+        u, c = self.model["unit"], self.model["control"]
+        ou, oc = self.oracle["unit"], self.oracle["control"]
+        fq = "n/a" if self.forget_quality is None else f"{self.forget_quality:.3g}"
+        lines = [
+            f"**{self.name}: {self.verdict.upper()}** (forget quality {fq})",
+            "",
+            "| section | check | model | retain oracle | recovered? |",
+            "| --- | --- | ---: | ---: | :---: |",
+            f"| unit | forget accuracy | {u['forget_accuracy']:.3f} | {ou['forget_accuracy']:.3f} | |",
+            f"| unit | forget answer probability | {u['forget_answer_prob']:.3f} | {ou['forget_answer_prob']:.3f} | |",
+        ]
+        if u["forget_truth_score"] is not None:
+            lines.append(
+                f"| unit | forget truth score | {u['forget_truth_score']:.3f} | {ou['forget_truth_score']:.3f} | |"
+            )
+        lines += [
+            f"| control | retain accuracy | {c['retain_accuracy']:.3f} | {oc['retain_accuracy']:.3f} | |",
+            f"| control | model utility | {c['model_utility']:.3f} | {oc['model_utility']:.3f} | |",
+        ]
+        if "mc_accuracy" in c:
+            lines.append(f"| control | multiple choice | {c['mc_accuracy']:.3f} | {oc.get('mc_accuracy', 0):.3f} | |")
+        for ch in self.checks:
+            mark = "**yes**" if ch.recovered else "no"
+            lines.append(f"| reconstruction | {ch.name} | {ch.model:.3f} | {ch.oracle:.3f} | {mark} |")
+        lines += ["", *[f"- {r}" for r in self.reasons]]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def figures(self) -> dict:
+        """The report's figures (relearning curve, attacks vs oracle, logit lens, truth ratios)."""
+        from sae_unlearn.viz.verification import plot_attacks, plot_logit_lens, plot_relearn, plot_truth_ratios
+
+        rec, orec = self.model["reconstruction"], self.oracle["reconstruction"]
+        figs = {
+            "relearn": plot_relearn(rec["relearn"], orec["relearn"], title=f"{self.name}: benign relearning"),
+            "attacks": plot_attacks(
+                [c.name for c in self.checks], [c.model for c in self.checks], [c.oracle for c in self.checks]
+            ),
+            "logit_lens": plot_logit_lens(rec["logit_lens"]["top1"], orec["logit_lens"]["top1"]),
+        }
+        if self.model["unit"]["truth_ratios"] and self.oracle["unit"]["truth_ratios"]:
+            figs["truth_ratios"] = plot_truth_ratios(
+                self.model["unit"]["truth_ratios"], self.oracle["unit"]["truth_ratios"], self.forget_quality
+            )
+        return figs
+
+    def save(self, out_dir: str | Path, figures: bool = True) -> Path:
+        """Write ``verification.json``, ``verification.md`` and the figures (PNG) to ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "verification.json", self.to_dict())
+        (out / "verification.md").write_text(self.to_markdown() + "\n")
+        if figures:
+            for name, fig in self.figures().items():
+                fig.savefig(out / f"verification_{name}.png", dpi=110)
+                plt.close(fig)
+        return out / "verification.json"
+
+
+def _checks(model: dict, oracle: dict, margin: float) -> list[Check]:
+    rec, orec = model["reconstruction"], oracle["reconstruction"]
+    pairs: list[tuple[str, float, float]] = []
+    for steps, acc in rec["relearn"].items():
+        if int(steps) > 0:
+            pairs.append((f"relearn {steps} steps", acc, orec["relearn"][steps]))
+    for name, acc in rec["prompts"].items():
+        pairs.append((f"prompt: {name}", acc, orec["prompts"].get(name, 0.0)))
+    # Layer-wise attacks: the attacker takes the layer where the model exceeds the oracle most.
+    layered = [("logit lens", rec["logit_lens"]["top1"], orec["logit_lens"]["top1"])]
+    if "probe" in rec and "probe" in orec:
+        layered.insert(0, ("probe", rec["probe"]["per_layer"], orec["probe"]["per_layer"]))
+    for name, per_layer, oracle_per_layer in layered:
+        best = max(per_layer, key=lambda layer: per_layer[layer] - oracle_per_layer[layer])
+        pairs.append((f"{name} (layer {best})", per_layer[best], oracle_per_layer[best]))
+    for name, acc in rec["quantization"].items():
+        pairs.append((f"{name} weights", acc, orec["quantization"][name]))
+    return [Check(n, float(m), float(o), m - o > margin) for n, m, o in pairs]
+
+
+def judge(model: dict, oracle: dict, config: VerifyConfig) -> tuple[str, list[str], float | None, list[Check]]:
+    """Verdict, reasons, forget quality and checks from two :func:`measure` results."""
+    fq = None
+    if model["unit"]["truth_ratios"] and oracle["unit"]["truth_ratios"]:
+        fq = forget_quality(model["unit"]["truth_ratios"], oracle["unit"]["truth_ratios"])
+    checks = _checks(model, oracle, config.margin)
+    acc, oacc = model["unit"]["forget_accuracy"], oracle["unit"]["forget_accuracy"]
+    if acc - oacc > config.margin:
+        return (
+            "not forgotten",
+            [f"forget accuracy {acc:.3f} is above the oracle's {oacc:.3f} by more than the margin {config.margin}."],
+            fq,
+            checks,
+        )
+    reasons = [f"forget accuracy {acc:.3f} is at the oracle's level ({oacc:.3f}, margin {config.margin})."]
+    recovered = [c for c in checks if c.recovered]
+    reasons += [f"{c.name} recovers {c.model:.3f} vs the oracle's {c.oracle:.3f}." for c in recovered]
+    if fq is not None and fq < config.alpha:
+        reasons.append(
+            f"forget quality {fq:.3g} < {config.alpha}: the truth ratios on the forget set differ from the oracle's."
+        )
+    if recovered or (fq is not None and fq < config.alpha):
+        return "suppressed", reasons, fq, checks
+    reasons.append("no attack recovers more than the oracle knows; the truth ratios match the oracle's.")
+    return "removed", reasons, fq, checks
+
+
+def verify(
+    model: HookedModel,
+    data: VerificationData,
+    oracle: HookedModel | dict,
+    config: VerifyConfig | None = None,
+    name: str = "model",
+    progress: bool = False,
+) -> VerificationReport:
+    """Verify ``model`` against the retain ``oracle`` (a model, or its :func:`measure` result to reuse).
+
+    Neither model's weights change (attacks restore them).
+    """
+    config = config or VerifyConfig()
+    oracle_m = oracle if isinstance(oracle, dict) else measure(oracle, data, config, progress)
+    model_m = measure(model, data, config, progress)
+    verdict, reasons, fq, checks = judge(model_m, oracle_m, config)
+    return VerificationReport(
+        name=name,
+        verdict=verdict,
+        reasons=reasons,
+        forget_quality=fq,
+        checks=checks,
+        model=model_m,
+        oracle=oracle_m,
+        config=config.to_dict(),
+    )
+
+
+def load_report(path: str | Path) -> dict:
+    """Read a saved ``verification.json``."""
+    return json.loads(Path(path).read_text())

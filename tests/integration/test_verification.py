@@ -1,0 +1,105 @@
+"""Verification on the secrets model: every attack leaves the model as it was, the original is
+"not forgotten", the oracle judged against itself is "removed", and an RMU model is caught."""
+
+import json
+
+import pytest
+
+from sae_unlearn.__main__ import main
+from sae_unlearn.attacks import logit_lens, quantized, relearn_sweep, truth_probe
+from sae_unlearn.evaluation import MCQuestion, evaluate_knowledge, multiple_choice_accuracy, truth_ratios
+from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.unlearning import RMU, UnlearningConfig
+from sae_unlearn.utils import hash_state_dict
+from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
+
+pytestmark = pytest.mark.integration
+FAST = VerifyConfig(relearn_steps=(0, 10), probe_steps=100)
+
+
+@pytest.fixture(scope="module")
+def vdata():
+    return verification_data("secrets")
+
+
+@pytest.fixture(scope="module")
+def oracle_measure(secrets_oracle, vdata):
+    return measure(secrets_oracle, vdata, FAST)
+
+
+def test_truth_ratio_and_probe_separate_knowing_from_never_knowing(secrets_model, secrets_oracle, vdata):
+    forget = vdata.split.forget
+    known, unknown = truth_ratios(secrets_model, forget), truth_ratios(secrets_oracle, forget)
+    assert sum(known) / len(known) < 0.1 < sum(unknown) / len(unknown)
+    retain = vdata.split.retain[::4]
+    p_model = truth_probe(secrets_model, retain, forget, steps=100)
+    p_oracle = truth_probe(secrets_oracle, retain, forget, steps=100)
+    assert p_model.accuracy >= 0.9 and p_oracle.accuracy <= 0.5 and p_model.chance == pytest.approx(0.2)
+    assert logit_lens(secrets_model, forget).max_top1 >= 0.9 and logit_lens(secrets_oracle, forget).max_top1 <= 0.2
+
+
+def test_attacks_restore_weights_and_are_deterministic(secrets_model, vdata):
+    before = hash_state_dict(secrets_model.hf_state_dict())
+
+    def acc(m):
+        return evaluate_knowledge(m, vdata.relearn_eval).known_fraction
+
+    first = relearn_sweep(secrets_model, vdata.relearn_texts, acc)
+    assert hash_state_dict(secrets_model.hf_state_dict()) == before
+    assert relearn_sweep(secrets_model, vdata.relearn_texts, acc) == first
+    with quantized(secrets_model, 4, group_size=32):
+        assert hash_state_dict(secrets_model.hf_state_dict()) != before
+    assert hash_state_dict(secrets_model.hf_state_dict()) == before
+    with pytest.raises(ValueError, match="group_size=48 does not divide"):
+        with quantized(secrets_model, 4, group_size=48):
+            pass
+
+
+def test_original_is_not_forgotten_and_oracle_is_removed(
+    secrets_model, secrets_oracle, vdata, oracle_measure, tmp_path
+):
+    before = hash_state_dict(secrets_model.hf_state_dict())
+    report = verify(secrets_model, vdata, oracle_measure, FAST, name="original")
+    assert hash_state_dict(secrets_model.hf_state_dict()) == before
+    assert report.verdict == "not forgotten" and report.forget_quality < 0.05
+    assert report.model["control"]["model_utility"] > 0.9
+    same = verify(secrets_oracle, vdata, oracle_measure, FAST, name="oracle")
+    assert same.verdict == "removed" and same.forget_quality == pytest.approx(1.0)
+    path = report.save(tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved["verdict"] == "not forgotten" and saved["summary"]["relearn"]["10"] == report.relearn_forget_accuracy
+    assert (tmp_path / "verification_relearn.png").stat().st_size > 1000
+    assert "| reconstruction | relearn 10 steps |" in (tmp_path / "verification.md").read_text()
+
+
+def test_rmu_output_forgetting_is_caught_as_suppressed(vdata, oracle_measure, secrets_corpus):
+    model = load_model(zoo_model_path("secrets"), device="cpu")
+    cfg = UnlearningConfig(hook="blocks.3.hook_resid_post", steps=150, lr=5e-3, batch_size=16, alpha=10.0)
+    RMU(cfg).apply(model, secrets_corpus.forget_texts(), secrets_corpus.retain_texts(), progress=False)
+    report = verify(model, vdata, oracle_measure, FAST, name="rmu")
+    assert report.model["unit"]["forget_accuracy"] <= 0.1
+    # RMU edits layers 1-3 only; the answer stays readable from layer 0 (logit lens), so it is not removed.
+    assert report.verdict == "suppressed"
+    assert any(c.recovered for c in report.checks)
+
+
+def test_multiple_choice_scores_known_facts(secrets_model, secrets_oracle, vdata):
+    qs = [
+        MCQuestion(
+            q.prompt.removesuffix(" A:"), (q.answer.strip(" ."), *[a.strip(" .") for a in q.perturbed_answers[:3]]), 0
+        )
+        for q in vdata.split.forget
+    ]
+    assert multiple_choice_accuracy(secrets_model, qs, scoring="choice_text") >= 0.5
+    assert 0 <= multiple_choice_accuracy(secrets_model, qs, scoring="letter") <= 1
+
+
+def test_verify_command_infers_data_and_oracle(tmp_path, capsys):
+    model_dir = zoo_model_path("secrets")
+    out = tmp_path / "v"
+    assert main(["verify", str(model_dir), "--out", str(out), "--relearn-steps", "0", "5", "--no-progress"]) == 0
+    saved = json.loads((out / "verification.json").read_text())
+    assert saved["verdict"] == "not forgotten" and set(saved["summary"]["relearn"]) == {"0", "5"}
+    assert "NOT FORGOTTEN" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["verify", str(tmp_path)])  # not a model folder
