@@ -81,6 +81,7 @@ def truth_probe(
     steps: int = 300,
     lr: float = 1e-3,
     weight_decay: float = 1e-2,
+    batch_tokens: int = 512,
     batch_size: int = 64,
     seed: int = 0,
 ) -> ProbeResult:
@@ -90,7 +91,8 @@ def truth_probe(
         model: the model whose activations are probed (not modified).
         train_items: facts the probe learns to read (the retain set).
         test_items: facts it is asked about (the forget set); items need ``perturbed_answers``.
-        steps, lr, weight_decay: full-batch AdamW on the map ``A`` (starts at 0, the plain logit lens) and ``b``.
+        steps, lr, weight_decay: AdamW on the map ``A`` (starts at 0, the plain logit lens) and ``b``.
+        batch_tokens: answer positions per step (a seeded random subset when there are more).
     """
     if not train_items or not test_items:
         raise ValueError("the probe needs non-empty train (retain) and test (forget) items.")
@@ -109,9 +111,12 @@ def truth_probe(
             a = torch.zeros(d, d, requires_grad=True)
             b = torch.zeros(d, requires_grad=True)
             opt = torch.optim.AdamW([a, b], lr=lr, weight_decay=weight_decay)
+            gen = torch.Generator().manual_seed(seed)
+            n = train.target.numel()
             for _ in range(steps):
-                lp = lens_logprobs(model, train.acts[h], a, b)
-                loss = torch.nn.functional.nll_loss(lp, train.target.to(lp.device))
+                idx = torch.randperm(n, generator=gen)[:batch_tokens] if n > batch_tokens else slice(None)
+                lp = lens_logprobs(model, train.acts[h][idx], a, b)
+                loss = torch.nn.functional.nll_loss(lp, train.target[idx].to(lp.device))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -135,6 +135,13 @@ class ActivationStore:
         hooks = [hook] if isinstance(hook, str) else list(hook)
         for h in hooks:
             self._check_hook(h)
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1.")
+        if drop_last and self.n_tokens < batch_size:
+            raise ValueError(
+                f"batch_size={batch_size} with drop_last needs at least that many rows, but the store holds "
+                f"{self.n_tokens}; capture more text or lower the batch size."
+            )
         n_shards = len(self._files) if self._files is not None else len(self._shards)
         epoch = 0
         while epochs is None or epoch < epochs:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from scipy.stats import ks_2samp
 
 from sae_unlearn.data.splits import QAPair
-from sae_unlearn.evaluation.knowledge import answer_logprobs, evaluate_knowledge
+from sae_unlearn.evaluation.knowledge import KnowledgeResult, answer_logprobs, evaluate_knowledge
 from sae_unlearn.models.loading import HookedModel
 
 
@@ -85,11 +85,17 @@ class UtilityResult:
     """``"<set>/answer_prob"``, ``"<set>/rouge_l_recall"``, ``"<set>/truth_score"``."""
 
 
-def model_utility(model: HookedModel, sets: Mapping[str, Sequence[QAPair]], batch_size: int = 64) -> UtilityResult:
+def model_utility(
+    model: HookedModel,
+    sets: Mapping[str, Sequence[QAPair]],
+    batch_size: int = 64,
+    knowledge: Mapping[str, KnowledgeResult] | None = None,
+) -> UtilityResult:
     """TOFU's model utility over named QA sets (e.g. ``{"retain": split.retain}``).
 
     Per set: mean normalised answer probability, mean ROUGE-L recall of the greedy answer, and
-    the truth score ``mean(max(0, 1 - R))`` (skipped for sets without perturbed answers).
+    the truth score ``mean(max(0, 1 - R))`` over the items that have perturbed answers.
+    ``knowledge`` reuses greedy answers already computed for a set (by name).
     """
     if not sets:
         raise ValueError("give at least one utility set, e.g. {'retain': split.retain}.")
@@ -98,7 +104,9 @@ def model_utility(model: HookedModel, sets: Mapping[str, Sequence[QAPair]], batc
         items = list(items)
         lps = answer_logprobs(model, [q.prompt for q in items], [q.answer for q in items], batch_size)
         comps[f"{name}/answer_prob"] = sum(math.exp(lp) for lp in lps) / len(lps)
-        comps[f"{name}/rouge_l_recall"] = evaluate_knowledge(model, items, batch_size=batch_size).mean_rouge_l_recall
-        if all(q.perturbed_answers for q in items):
-            comps[f"{name}/truth_score"] = retain_truth_score(truth_ratios(model, items, batch_size))
+        known = (knowledge or {}).get(name) or evaluate_knowledge(model, items, batch_size=batch_size)
+        comps[f"{name}/rouge_l_recall"] = known.mean_rouge_l_recall
+        with_wrong = [q for q in items if q.perturbed_answers]
+        if with_wrong:
+            comps[f"{name}/truth_score"] = retain_truth_score(truth_ratios(model, with_wrong, batch_size))
     return UtilityResult(model_utility=harmonic_mean(list(comps.values())), components=comps)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -72,6 +72,8 @@ def fit_saes(
     out_dir: str | Path | None = None,
     model_name: str = "",
     progress: bool = True,
+    on_log: Callable[[dict], None] | None = None,
+    log_every: int = 50,
 ) -> FittedSAEs:
     """Fit one SAE per hook on the activations in ``store`` (sae-lens ``MultiSAETrainer``).
 
@@ -84,12 +86,20 @@ def fit_saes(
             loaded instead of retrained; an interrupted one resumes from its last checkpoint.
         model_name: recorded in each SAE's metadata.
         progress: show sae-lens's progress bar.
+        on_log: called every ``log_every`` steps with ``{"step", "hook", "l0",
+            "explained_variance", "mse"}`` per SAE, measured on a fixed batch of the store
+            (live training monitors; does not change the fit).
     """
     config = config or SAEFitConfig()
     hooks = list(hooks) if hooks is not None else list(store.hooks)
     missing = [h for h in hooks if h not in store.hooks]
     if missing:
         raise KeyError(f"hooks {missing} were not captured; the store holds {store.hooks}. Capture them first.")
+    if store.n_tokens < config.batch_size:
+        raise ValueError(
+            f"the store holds {store.n_tokens} activation rows, fewer than one SAE batch "
+            f"(batch_size={config.batch_size}); capture more text or lower SAEFitConfig.batch_size."
+        )
     device = str(resolve_device(config.device))
     key = _fit_key(config, hooks, store, model_name)
     saes_dir = Path(out_dir) / "saes" if out_dir is not None else None
@@ -128,6 +138,8 @@ def fit_saes(
         trainer.checkpoint_thresholds = [t for t in trainer.checkpoint_thresholds if t >= trainer.n_training_samples]
         provider = islice(provider, done, None)
         logger.info("resuming SAE fit from %s (step %d)", latest, done)
+    if on_log is not None:
+        provider = _logging_provider(provider, training_saes, store, hooks, on_log, log_every)
     trainer.data_provider = provider
     if not progress:
         logger.debug("sae-lens draws its own progress bar; it cannot be turned off")
@@ -152,6 +164,24 @@ def fit_saes(
         )
     shutil.rmtree(ckpt_root, ignore_errors=True)
     return load_fitted_saes(saes_dir, device=device)
+
+
+def _logging_provider(
+    provider: Iterator[dict[str, torch.Tensor]],
+    saes: dict[str, SAE],
+    store: ActivationStore,
+    hooks: Sequence[str],
+    on_log: Callable[[dict], None],
+    every: int,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Pass batches through; every ``every`` batches report each SAE's stats on a fixed sample."""
+    sample = {h: store[h][: min(2048, store.n_tokens)] for h in hooks}
+    for step, batch in enumerate(provider):
+        if step % max(1, every) == 0:
+            for h in hooks:
+                st = reconstruction_stats(saes[h], sample[h])
+                on_log({"step": step, "hook": h, **{k: getattr(st, k) for k in ("l0", "explained_variance", "mse")}})
+        yield batch
 
 
 def _to_inference(training_sae: SAE, device: str) -> SAE:

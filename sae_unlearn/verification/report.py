@@ -83,11 +83,20 @@ def measure(
     """Every metric and attack on one model (the model's weights are unchanged afterwards)."""
     config = config or VerifyConfig()
     t0 = time.perf_counter()
+    timing: dict[str, float] = {}
+    clock = [t0]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        timing[name] = now - clock[0]
+        clock[0] = now
+
     bs = config.batch_size
     split = data.split
     fk = evaluate_knowledge(model, split.forget, batch_size=bs)
     rk = evaluate_knowledge(model, split.retain, batch_size=bs)
-    tr = truth_ratios(model, split.forget, bs) if all(q.perturbed_answers for q in split.forget) else None
+    with_wrong = [q for q in split.forget if q.perturbed_answers]
+    tr = truth_ratios(model, with_wrong, bs) if with_wrong else None
     unit = {
         "forget_accuracy": fk.known_fraction,
         "forget_rouge_l_recall": fk.mean_rouge_l_recall,
@@ -99,7 +108,8 @@ def measure(
             for q, a, k in zip(split.forget, fk.answers, fk.known, strict=True)
         ],
     }
-    util = model_utility(model, data.utility_sets, bs)
+    lap("unit_s")
+    util = model_utility(model, data.utility_sets, bs, knowledge={"retain": rk})
     control = {
         "retain_accuracy": rk.known_fraction,
         "retain_rouge_l_recall": rk.mean_rouge_l_recall,
@@ -108,6 +118,8 @@ def measure(
     }
     if data.mc_questions:
         control["mc_accuracy"] = multiple_choice_accuracy(model, data.mc_questions, batch_size=bs)
+
+    lap("control_s")
 
     def relearn_eval(m: HookedModel) -> float:
         return evaluate_knowledge(m, data.relearn_eval, batch_size=bs).known_fraction
@@ -119,27 +131,42 @@ def measure(
         RelearnConfig(config.relearn_steps, config.relearn_lr, config.relearn_batch_size, config.seed),
         progress=progress,
     )
+    lap("relearn_s")
     quant = {}
     for bits in config.quant_bits:
         with quantized(model, bits, None if bits >= 8 else config.quant_group_size):
             quant[f"int{bits}"] = evaluate_knowledge(model, split.forget, batch_size=bs).known_fraction
+    lap("quantization_s")
     lens = logit_lens(model, split.forget, bs)
+    prompts = prompt_attacks(model, split.forget, data.shots, batch_size=bs)
+    lap("prompts_and_lens_s")
     reconstruction = {
         "relearn": {str(k): v for k, v in relearn.items()},
-        "prompts": prompt_attacks(model, split.forget, data.shots, batch_size=bs),
+        "prompts": prompts,
         "logit_lens": {"top1": lens.top1, "logprob": lens.logprob, "max_top1": lens.max_top1},
         "quantization": quant,
     }
-    if all(q.perturbed_answers for q in split.forget + split.retain):
-        probe = truth_probe(model, split.retain, split.forget, steps=config.probe_steps, seed=config.seed)
+    probe_train = [q for q in split.retain if q.perturbed_answers]
+    probe_test = [q for q in split.forget if q.perturbed_answers]
+    if probe_train and probe_test:
+        probe = truth_probe(model, probe_train, probe_test, steps=config.probe_steps, seed=config.seed)
         reconstruction["probe"] = {
             "accuracy": probe.accuracy,
             "best_layer": probe.best_layer,
             "per_layer": probe.per_layer,
             "train_per_layer": probe.train_per_layer,
             "chance": probe.chance,
+            "n_train": len(probe_train),
+            "n_test": len(probe_test),
         }
-    return {"unit": unit, "control": control, "reconstruction": reconstruction, "seconds": time.perf_counter() - t0}
+        lap("probe_s")
+    return {
+        "unit": unit,
+        "control": control,
+        "reconstruction": reconstruction,
+        "seconds": time.perf_counter() - t0,
+        "timing": timing,
+    }
 
 
 def _mean(xs: list[float]) -> float:
