@@ -52,3 +52,14 @@ def secrets_corpus():
     from sae_unlearn.data import SecretsCorpus
 
     return SecretsCorpus()
+
+
+@pytest.fixture(scope="session")
+def stage(secrets_model, tmp_path_factory):
+    """``(PipelineData, SAEStage)`` of the secrets model with quickly fitted SAEs (shared by modules)."""
+    from sae_unlearn.pipeline import pipeline_data, sae_stage
+    from sae_unlearn.saes import SAEFitConfig
+
+    data = pipeline_data("secrets")
+    cfg = SAEFitConfig(device="cpu", training_samples=100_000)
+    return data, sae_stage(secrets_model, data, tmp_path_factory.mktemp("fit"), cfg, k=64, progress=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
@@ -22,5 +22,20 @@ def plot_norms_per_layer(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_norm_histograms(
+    forget_norms: Sequence[float], retain_norms: Sequence[float], hook: str = "", bins: int = 40
+) -> Figure:
+    """Histograms of per-token activation norms at one hook, forget text vs retain text (densities)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.hist(list(retain_norms), bins=bins, density=True, alpha=0.55, color="tab:blue", label="retain tokens")
+    ax.hist(list(forget_norms), bins=bins, density=True, alpha=0.55, color="tab:red", label="forget tokens")
+    ax.set_xlabel("L2 norm")
+    ax.set_ylabel("density")
+    ax.set_title(f"Token norms at {hook}" if hook else "Token norms", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

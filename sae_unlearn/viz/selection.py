@@ -53,3 +53,39 @@ def plot_principal_angles(angles_deg: Sequence[float], title: str = "Relevant vs
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_score_ranking(scores: Sequence[float], chosen: int | None = None, top: int = 64, title: str = "") -> Figure:
+    """The ``top`` latent scores in descending order (rank on x), the chosen rank highlighted."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    vals = sorted((float(s) for s in scores), reverse=True)[:top]
+    colors = ["tab:gray"] * len(vals)
+    if chosen is not None and 0 <= chosen < len(vals):
+        colors[chosen] = "tab:red"
+    ax.bar(range(len(vals)), vals, color=colors)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("score")
+    ax.set_yscale("log" if vals and min(vals) > 0 and max(vals) / min(vals) > 100 else "linear")
+    ax.set_title(title or "Latent scores (forget-relevance)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_activation_histogram(
+    forget_acts: Sequence[float], retain_acts: Sequence[float], latent: int, bins: int = 30
+) -> Figure:
+    """Histogram of one latent's non-zero activations on forget vs retain tokens, with firing rates."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    f = [a for a in forget_acts if a > 0]
+    r = [a for a in retain_acts if a > 0]
+    hi = max([*f, *r, 1e-6])
+    edges = [hi * i / bins for i in range(bins + 1)]
+    ax.hist(r, bins=edges, alpha=0.55, color="tab:blue", label=f"retain ({len(r) / max(1, len(retain_acts)):.1%} fire)")
+    ax.hist(f, bins=edges, alpha=0.55, color="tab:red", label=f"forget ({len(f) / max(1, len(forget_acts)):.1%} fire)")
+    ax.set_yscale("log")
+    ax.set_xlabel("activation (when firing)")
+    ax.set_ylabel("tokens")
+    ax.set_title(f"Latent {latent}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -8,19 +8,11 @@ from transformers import AutoModelForCausalLM
 
 from sae_unlearn.export import CARD_JSON, CARD_MD, export_model
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
-from sae_unlearn.saes import SAEFitConfig
+from sae_unlearn.pipeline import unlearn
 from sae_unlearn.unlearning import SSPU, SSPUConfig, UnlearningConfig
 from sae_unlearn.utils import hash_directory
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def stage(secrets_model, tmp_path_factory):
-    data = pipeline_data("secrets")
-    cfg = SAEFitConfig(device="cpu", training_samples=100_000)
-    return data, sae_stage(secrets_model, data, tmp_path_factory.mktemp("fit"), cfg, k=64, progress=False)
 
 
 @pytest.mark.parametrize("projection", ["gradient", "update"])

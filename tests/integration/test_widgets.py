@@ -1,0 +1,128 @@
+"""Widgets driven as a user would: set values, click, and check what they show."""
+
+import pytest
+import torch
+
+from sae_unlearn.capture import capture_activations
+from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.saes import SAEFitConfig, fit_saes
+from sae_unlearn.widgets import (
+    BeforeAfter,
+    CaptureExplorer,
+    ExportPanel,
+    LatentBrowser,
+    LayerSelectionView,
+    SAETrainingMonitor,
+    SubspaceInspector,
+    UnlearningMonitor,
+    VerificationView,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _lines(fig):
+    return [line for ax in fig.axes for line in ax.get_lines()]
+
+
+def test_capture_explorer_switches_view_and_hook(stage):
+    data, st = stage
+    w = CaptureExplorer(st.store, st.forget_mask)
+    first = w.panel.figure
+    assert len(_lines(first)) == 2  # forget and retain curves
+    w.view.value = "histogram"
+    w.hook.value = "blocks.1.hook_resid_post"
+    assert w.panel.figure is not first and "blocks.1.hook_resid_post" in w.panel.figure.axes[0].get_title()
+    with pytest.raises(ValueError, match="forget_mask has 3 rows"):
+        CaptureExplorer(st.store, torch.zeros(3, dtype=torch.bool))
+
+
+def test_sae_training_monitor_records_live_rows(secrets_model, secrets_corpus, tmp_path):
+    store = capture_activations(
+        secrets_model, secrets_corpus.forget_texts(), ["blocks.2.hook_resid_post"], progress=False
+    )
+    monitor = SAETrainingMonitor(redraw_every=2)
+    cfg = SAEFitConfig(device="cpu", training_samples=20_000, batch_size=128)
+    fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=monitor, log_every=20)
+    steps = [r["step"] for r in monitor.history]
+    assert steps[0] == 0 and len(steps) >= 5 and steps == sorted(steps)
+    assert monitor.history[-1]["explained_variance"] > monitor.history[0]["explained_variance"]
+    assert "FVE" in monitor.status.value and monitor.panel.figure is not None
+    monitor.metric.value = "l0"
+    assert monitor.panel.figure.axes[0].get_ylabel() == "l0"
+
+
+def test_layer_and_latent_browsers(stage, secrets_model):
+    data, st = stage
+    sel = st.selection
+    lv = LayerSelectionView(sel)
+    assert "(chosen)" in lv.info.value
+    other = next(h for h in sel.layer_scores if h != sel.hook)
+    lv.layer.value = other
+    assert "(chosen)" not in lv.info.value and other in lv.info.value
+
+    s = sel.selection
+    lb = LatentBrowser(secrets_model, st.fit.saes[sel.hook], sel.hook, st.store, st.forget_mask, s.scores, s.relevant)
+    top = int(s.relevant[0])
+    assert lb.latent.value == top and "Top-activating contexts" in lb.contexts.value
+    lb.latent.value = int(s.relevant[3])
+    assert str(int(s.relevant[3])) in lb.panel.figure.axes[0].get_title()
+    lb.view.value = "ranking"
+    assert "rank 3" in lb.panel.figure.axes[0].get_title()
+    person = data.split.forget[0].subject
+    lb.text.value = f"{person}'s secret passcode is"
+    lb.run_text.click()
+    assert person.split()[0] in lb.text_out.value and "*" in lb.text_out.value  # a forget-relevant latent fires
+    lb.text.value = "  "
+    lb.run_text.click()
+    assert "type some text" in lb.text_out.value
+
+
+def test_subspace_inspector_slider_rebuilds(stage):
+    _, st = stage
+    s = st.selection.selection
+    w = SubspaceInspector(st.fit.saes[st.selection.hook].W_dec, s.relevant.tolist(), s.irrelevant.tolist())
+    assert w.pair.relevant.rank == st.subspaces.relevant.rank
+    w.k.value = 5
+    assert w.pair.relevant.rank == 5 and "<td" in w.info.value
+
+
+def test_unlearning_monitor_before_after_and_export(stage, secrets_model, tmp_path):
+    data, st = stage
+    mon = UnlearningMonitor(
+        zoo_model_path("secrets"), st, data.forget_texts, data.retain_texts, data.split, {"steps": 20}, eval_every=10
+    )
+    mon.method.value = "rmu"
+    mon.steps.value = 20
+    mon.run_button.click()
+    assert mon.result.method == "rmu" and len(mon.history) == 20
+    assert [e["step"] for e in mon.evals] == [0, 10, 20]
+    assert mon.evals[0]["forget_accuracy"] == 1.0 and "rmu done" in mon.status.value
+    mon.steps.value = 0
+    with pytest.raises(ValueError, match="steps=0"):
+        mon.run()
+
+    ba = BeforeAfter(secrets_model, mon.model, data.split.forget[:6])
+    assert len(ba.rows) == 4 and all(r["original_knows"] for r in ba.rows)
+    ba.prompt.value = "Q: Where does Nobody Known live? A:"
+    ba.ask.click()
+    assert len(ba.rows) == 5 and ba.rows[-1]["prompt"].startswith("Q: Where does Nobody")
+
+    panel = ExportPanel(mon.model, {"method": "rmu"}, tmp_path / "exported")
+    panel.button.click()
+    assert panel.written["max_logit_diff"] < 1e-4 and "model.safetensors" in panel.status.value
+    panel.button.click()  # exists, overwrite off: shown, not raised, nothing lost
+    assert "not exported" in panel.status.value and (tmp_path / "exported" / "model.safetensors").is_file()
+    load_model(tmp_path / "exported", device="cpu")
+
+
+def test_verification_view_switches_figures(secrets_model, secrets_oracle):
+    from sae_unlearn.verification import VerifyConfig, verification_data, verify
+
+    report = verify(
+        secrets_model, verification_data("secrets"), secrets_oracle, VerifyConfig(relearn_steps=(0, 5), probe_steps=20)
+    )
+    w = VerificationView(report)
+    assert "not forgotten" in w.verdict.value and "relearn 5 steps" in w.table.value
+    w.figure.value = "logit_lens"
+    assert w.panel.figure is report.figures()["logit_lens"] or "Logit lens" in w.panel.figure.axes[0].get_title()
