@@ -61,6 +61,17 @@ TUTORIAL_01 = [
         "plot_norms_per_layer({l: forget_store.mean_norm(h) for l, h in enumerate(hooks)},\n"
         "                     {l: retain_store.mean_norm(h) for l, h in enumerate(hooks)});"
     ),
+    new_markdown_cell(
+        "Or explore interactively: switch between the per-layer view and the per-token norm histogram "
+        "of any hook."
+    ),
+    new_code_cell(
+        "import torch\n"
+        "from sae_unlearn.capture import ActivationStore\n"
+        "from sae_unlearn.widgets import CaptureExplorer\n"
+        "both = capture_activations(model, corpus.forget_texts() + corpus.retain_texts(), hooks)\n"
+        "CaptureExplorer(both, both.seq_index < len(corpus.forget_texts()))"
+    ),
     new_markdown_cell("A wrong hook name fails early and lists the valid ones:"),
     new_code_cell(
         "try:\n"
@@ -80,28 +91,45 @@ TUTORIAL_02 = [
     ),
     new_code_cell(
         "# Parameters (CI runs this notebook with these values)\n"
-        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nK = 64\nOUT = 'runs/tutorial02'",
+        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nK = 64\nOUT = None  # None: a shared cache folder, so later notebooks reuse the SAEs",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
         "from sae_unlearn import load_zoo_model\n"
-        "from sae_unlearn.pipeline import pipeline_data, sae_stage\n"
-        "from sae_unlearn.saes import SAEFitConfig\n\n"
+        "from sae_unlearn.pipeline import pipeline_data\n"
+        "from sae_unlearn.saes import SAEFitConfig\n"
+        "from sae_unlearn.utils import cache_dir\n"
+        "from sae_unlearn.widgets import SAETrainingMonitor\n\n"
         "model = load_zoo_model(MODEL)\n"
         "data = pipeline_data(MODEL)\n"
-        "stage = sae_stage(model, data, OUT, SAEFitConfig(training_samples=SAE_TOKENS), k=K)\n"
-        "{h: (round(s.l0, 1), round(s.explained_variance, 4)) for h, s in stage.fit.stats.items()}"
+        "monitor = SAETrainingMonitor()  # live curves while the SAEs train (empty if they are reused)\n"
+        "display(monitor)"
+    ),
+    new_code_cell(
+        "from sae_unlearn.capture import capture_activations\n"
+        "from sae_unlearn.saes import fit_saes\n"
+        "from sae_unlearn.selection import select_layer_and_latents\n"
+        "from sae_unlearn.subspaces import build_subspaces\n"
+        "out = OUT or cache_dir() / 'runs' / MODEL\n"
+        "hooks = [f'blocks.{l}.hook_resid_post' for l in range(model.n_layers)]\n"
+        "store = capture_activations(model, data.forget_texts + data.retain_texts, hooks, batch_size=64)\n"
+        "forget_mask = store.seq_index < len(data.forget_texts)\n"
+        "fit = fit_saes(store, hooks, SAEFitConfig(training_samples=SAE_TOKENS), out_dir=out, model_name=MODEL,\n"
+        "               on_log=monitor, log_every=20)\n"
+        "{h: (round(s.l0, 1), round(s.explained_variance, 4)) for h, s in fit.stats.items()}"
     ),
     new_markdown_cell(
         "## Layer selection\n"
         "Each layer's score is how well its top latents separate forget texts from retain texts (AUROC)."
     ),
     new_code_cell(
-        "from sae_unlearn.viz import plot_layer_scores, plot_latent_firing, plot_principal_angles\n"
-        "plot_layer_scores(stage.selection.layer_scores, stage.selection.hook);"
+        "from sae_unlearn.widgets import LayerSelectionView\n"
+        "result = select_layer_and_latents(fit.saes, store, forget_mask, k=K)\n"
+        "LayerSelectionView(result)"
     ),
     new_code_cell(
-        "sel = stage.selection.selection\n"
+        "from sae_unlearn.viz import plot_latent_firing\n"
+        "sel = result.selection\n"
         "print(sel.firing_contrast())\n"
         "plot_latent_firing(sel.relevant.tolist()[:24], sel.stats.freq_forget[sel.relevant[:24]].tolist(),\n"
         "                   sel.stats.freq_retain[sel.relevant[:24]].tolist());"
@@ -110,23 +138,28 @@ TUTORIAL_02 = [
     new_code_cell(
         "from sae_unlearn.saes import encode_batched\n"
         "from sae_unlearn.selection import top_activating_contexts\n"
-        "z = encode_batched(stage.fit.saes[stage.selection.hook], stage.store[stage.selection.hook])\n"
+        "z = encode_batched(fit.saes[result.hook], store[result.hook])\n"
         "for latent in sel.relevant[:5].tolist():\n"
-        "    ctx = top_activating_contexts(z[:, latent], stage.store, model.tokenizer, stage.forget_mask, n=2)\n"
+        "    ctx = top_activating_contexts(z[:, latent], store, model.tokenizer, forget_mask, n=2)\n"
         "    print(latent, [c.render() for c in ctx])"
     ),
-    new_markdown_cell("Type any text and see which latents fire on each token:"),
-    new_code_cell(
-        "from sae_unlearn.selection import latents_on_text\n"
-        "person = data.split.forget_subjects[0]\n"
-        "for row in latents_on_text(model, stage.fit.saes[stage.selection.hook], stage.selection.hook,\n"
-        '                           f"{person}\'s secret passcode is")[:8]:\n'
-        "    print(repr(row['token']), row['latents'][:3])"
+    new_markdown_cell(
+        "The latent browser: pick a latent to see its activation histogram (forget vs retain), its score "
+        "rank and its top contexts; type any text (a name, a secret) and press the button to see which "
+        "latents fire on each token (`*` marks forget-relevant ones)."
     ),
-    new_markdown_cell("## The two subspaces"),
     new_code_cell(
-        "print(stage.subspaces.diagnostics()['relevant_rank'], stage.subspaces.diagnostics()['orthogonality_error'])\n"
-        "plot_principal_angles(stage.subspaces.diagnostics()['principal_angles_deg']);"
+        "from sae_unlearn.widgets import LatentBrowser\n"
+        "browser = LatentBrowser(model, fit.saes[result.hook], result.hook, store, forget_mask, sel.scores, sel.relevant)\n"
+        "person = data.split.forget_subjects[0]\n"
+        "browser.text.value = f\"{person}'s secret passcode is\"\n"
+        "browser.show_text()\n"
+        "browser"
+    ),
+    new_markdown_cell("## The two subspaces\nMove the slider to build them from fewer latents."),
+    new_code_cell(
+        "from sae_unlearn.widgets import SubspaceInspector\n"
+        "SubspaceInspector(fit.saes[result.hook].W_dec, sel.relevant.tolist(), sel.irrelevant.tolist())"
     ),
 ]
 
@@ -140,7 +173,7 @@ TUTORIAL_03 = [
     ),
     new_code_cell(
         "# Parameters (CI runs this notebook with these values)\n"
-        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nSTEPS = 120  # the demo uses 250\nOUT = 'runs/tutorial03'",
+        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nSTEPS = 120  # the demo uses 250\nOUT = 'runs/tutorial03'\nSAE_DIR = None  # None: the shared cache folder",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
@@ -149,7 +182,8 @@ TUTORIAL_03 = [
         "from sae_unlearn.saes import SAEFitConfig\n\n"
         "model = load_zoo_model(MODEL)\n"
         "data = pipeline_data(MODEL)\n"
-        "stage = sae_stage(model, data, OUT, SAEFitConfig(training_samples=SAE_TOKENS), k=64)\n"
+        "from sae_unlearn.utils import cache_dir\n"
+        "stage = sae_stage(model, data, SAE_DIR or cache_dir() / 'runs' / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), k=64)\n"
         "before = knowledge_metrics(model, data.split)\n"
         "oracle = knowledge_metrics(load_zoo_model(MODEL, oracle=True), data.split)"
     ),
@@ -163,12 +197,22 @@ TUTORIAL_03 = [
         "    print(f\"{name:14s} forget {r['forget_accuracy']:.3f}  retain {r['retain_accuracy']:.3f}\")\n"
         "print('SSPU out-of-subspace residual', runs['sspu'][1].extra['out_of_subspace_residual'])"
     ),
-    new_markdown_cell("## Before and after, side by side"),
+    new_markdown_cell(
+        "## Watch a run\nThe unlearning monitor runs any registered method on a fresh copy and plots the "
+        "losses and the forget/retain accuracy as it goes. Pick a method and a budget and press *Run*."
+    ),
     new_code_cell(
-        "from sae_unlearn.evaluation import greedy_answers\n"
+        "from sae_unlearn.widgets import UnlearningMonitor\n"
+        "monitor = UnlearningMonitor(zoo_model_path(MODEL), stage, data.forget_texts, data.retain_texts, data.split,\n"
+        "                            {'steps': STEPS}, eval_every=max(1, STEPS // 4))\n"
+        "monitor.run()  # what the Run button does\n"
+        "monitor"
+    ),
+    new_markdown_cell("## Before and after, side by side\nSelect questions or type your own prompt."),
+    new_code_cell(
+        "from sae_unlearn.widgets import BeforeAfter\n"
         "prompts = [q.prompt for q in data.split.forget[:6]]\n"
-        "for p, a, b in zip(prompts, greedy_answers(model, prompts), greedy_answers(runs['sspu'][0], prompts)):\n"
-        "    print(f'{p:45s} before: {a.split(chr(46))[0]:>18s}   after: {b.split(chr(46))[0]:>18s}')"
+        "BeforeAfter(model, runs['sspu'][0], data.split.forget + data.split.retain[:8])"
     ),
     new_markdown_cell("## Export and reload in transformers"),
     new_code_cell(
@@ -185,6 +229,64 @@ TUTORIAL_03 = [
         "    print('max logit diff', float((reloaded(ids).logits - m.logits(ids)).abs().max()))\n"
         "print(open(f'{OUT}/sspu_model/UNLEARNING_CARD.md').read()[:600])"
     ),
+    new_markdown_cell("The same from a widget: choose the folder and press *Export*."),
+    new_code_cell(
+        "from sae_unlearn.widgets import ExportPanel\n"
+        "panel = ExportPanel(m, card_in | {'data': MODEL}, f'{OUT}/sspu_model_widget')\n"
+        "panel.overwrite.value = True\n"
+        "panel.export()\n"
+        "panel"
+    ),
+]
+
+TUTORIAL_04 = [
+    new_markdown_cell(
+        "# 4 · Is it gone or only hidden? Verify the unlearned model\n\n"
+        "Forget accuracy at zero says the model no longer *says* the secret. The verification report "
+        "asks whether it is really gone, comparing the model with the retain oracle (never saw the "
+        "forget set) under the same checks: TOFU's truth ratio and forget quality, retain utility, and "
+        "attacks that try to bring the knowledge back — benign relearning, prompt attacks, a probe, the "
+        "logit lens and 4-bit quantisation. Verdict: *removed*, *suppressed* or *not forgotten*."
+    ),
+    new_code_cell(
+        "# Parameters (CI runs this notebook with these values)\n"
+        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nSTEPS = 120\nRELEARN_STEPS = (0, 10, 50)\nSAE_DIR = None",
+        metadata={"tags": ["parameters"]},
+    ),
+    new_code_cell(
+        "from sae_unlearn import load_zoo_model, zoo_model_path\n"
+        "from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn\n"
+        "from sae_unlearn.saes import SAEFitConfig\n"
+        "from sae_unlearn.utils import cache_dir\n"
+        "from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify\n\n"
+        "model, oracle = load_zoo_model(MODEL), load_zoo_model(MODEL, oracle=True)\n"
+        "data = pipeline_data(MODEL)\n"
+        "stage = sae_stage(model, data, SAE_DIR or cache_dir() / 'runs' / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), k=64)\n"
+        "sspu_model, _ = unlearn('sspu', zoo_model_path(MODEL), data, stage, {'steps': STEPS})"
+    ),
+    new_markdown_cell(
+        "Relearning fine-tunes on *other* facts about the forget people (job, pet, birth year) and "
+        "asks for the held-out ones (passcode, city, employer):"
+    ),
+    new_code_cell(
+        "vdata = verification_data(MODEL)\n"
+        "print(len(vdata.relearn_texts), 'relearning texts, e.g.', vdata.relearn_texts[:2])\n"
+        "print(len(vdata.relearn_eval), 'held-out facts, e.g.', [q.prompt for q in vdata.relearn_eval[:2]])\n"
+        "config = VerifyConfig(relearn_steps=RELEARN_STEPS)\n"
+        "oracle_evidence = measure(oracle, vdata, config)  # measured once, reused for every model"
+    ),
+    new_code_cell("report = verify(sspu_model, vdata, oracle_evidence, config, name='SSPU')\nreport"),
+    new_markdown_cell("The interactive view: verdict, every check against the oracle, and the figures."),
+    new_code_cell("from sae_unlearn.widgets import VerificationView\nVerificationView(report)"),
+    new_markdown_cell(
+        "The same from the command line, on any saved model (here the zoo model itself, which has not "
+        "forgotten anything):\n\n```\npython -m sae_unlearn verify MODEL_DIR [--oracle DIR] [--data secrets]\n```"
+    ),
+    new_code_cell(
+        "report.save('runs/tutorial04')\n"
+        "import json\n"
+        "json.load(open('runs/tutorial04/verification.json'))['summary']"
+    ),
 ]
 
 
@@ -199,3 +301,8 @@ if __name__ == "__main__":
     write(ROOT / "tutorials" / "01_models_and_capture.ipynb", TUTORIAL_01)
     write(ROOT / "tutorials" / "02_saes_and_feature_selection.ipynb", TUTORIAL_02)
     write(ROOT / "tutorials" / "03_unlearning_and_export.ipynb", TUTORIAL_03)
+    write(ROOT / "tutorials" / "04_verification.ipynb", TUTORIAL_04)
+    from studies import STUDIES  # noqa: E402 - the studies live beside this file
+
+    for name, cells in STUDIES.items():
+        write(ROOT / "notebooks" / name, cells)

@@ -43,7 +43,15 @@ def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(exp["path"])
-    assert "forget accuracy" in capsys.readouterr().out
+    for method in ("rmu", "sspu"):
+        v = report["verification"][method]
+        assert v["verdict"] in ("removed", "suppressed", "not forgotten")
+        assert 0 <= v["forget_quality"] <= 1 and 0 <= v["relearn_forget_accuracy"] <= 1
+        assert 0 <= v["probe_accuracy"] <= 1 and (tmp_path / "verification" / method / "verification.json").is_file()
+    # the exported model's card names its data, so `verify` needs no --data / --oracle
+    assert json.loads((tmp_path / "sspu_model" / "unlearning_card.json").read_text())["data"] == "secrets"
+    out = capsys.readouterr().out
+    assert "forget accuracy" in out and "verification" in out
 
 
 def test_demo_rejects_bad_options(tmp_path):
