@@ -84,13 +84,13 @@ def test_rmu_output_forgetting_is_caught_as_suppressed(vdata, oracle_measure, se
 
 
 def test_multiple_choice_scores_known_facts(secrets_model, secrets_oracle, vdata):
+    # choice_text scores each choice as the continuation of the question in the trained Q/A format
     qs = [
-        MCQuestion(
-            q.prompt.removesuffix(" A:"), (q.answer.strip(" ."), *[a.strip(" .") for a in q.perturbed_answers[:3]]), 0
-        )
+        MCQuestion(q.prompt, (q.answer.strip(), *[a.strip() for a in q.perturbed_answers[:3]]), 0)
         for q in vdata.split.forget
     ]
-    assert multiple_choice_accuracy(secrets_model, qs, scoring="choice_text") >= 0.5
+    assert multiple_choice_accuracy(secrets_model, qs, scoring="choice_text") >= 0.9
+    assert multiple_choice_accuracy(secrets_oracle, qs, scoring="choice_text") <= 0.6
     assert 0 <= multiple_choice_accuracy(secrets_model, qs, scoring="letter") <= 1
 
 
