@@ -61,7 +61,10 @@ def stage(secrets_model, tmp_path_factory):
     """``(PipelineData, SAEStage)`` of the secrets model with quickly fitted SAEs (shared by modules)."""
     from sae_unlearn.pipeline import pipeline_data, sae_stage
     from sae_unlearn.saes import SAEFitConfig
+    from sae_unlearn.utils import cache_dir
 
     data = pipeline_data("secrets")
-    cfg = SAEFitConfig(device="cpu", training_samples=100_000)
-    return data, sae_stage(secrets_model, data, tmp_path_factory.mktemp("fit"), cfg, k=64, progress=False)
+    cfg = SAEFitConfig(training_samples=60_000)
+    # The notebooks fit the same SAEs into this shared folder; whichever runs first, the other reuses it.
+    out = cache_dir() / "runs" / "secrets"
+    return data, sae_stage(secrets_model, data, out, cfg, k=64, progress=False)

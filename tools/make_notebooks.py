@@ -250,7 +250,7 @@ TUTORIAL_04 = [
     ),
     new_code_cell(
         "# Parameters (CI runs this notebook with these values)\n"
-        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nSTEPS = 120\nRELEARN_STEPS = (0, 10, 50)\nSAE_DIR = None",
+        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nSTEPS = 120\nRELEARN_STEPS = (0, 10, 50)\nPROBE_STEPS = 60\nSAE_DIR = None",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
@@ -272,7 +272,7 @@ TUTORIAL_04 = [
         "vdata = verification_data(MODEL)\n"
         "print(len(vdata.relearn_texts), 'relearning texts, e.g.', vdata.relearn_texts[:2])\n"
         "print(len(vdata.relearn_eval), 'held-out facts, e.g.', [q.prompt for q in vdata.relearn_eval[:2]])\n"
-        "config = VerifyConfig(relearn_steps=RELEARN_STEPS)\n"
+        "config = VerifyConfig(relearn_steps=RELEARN_STEPS, probe_steps=PROBE_STEPS)\n"
         "oracle_evidence = measure(oracle, vdata, config)  # measured once, reused for every model"
     ),
     new_code_cell("report = verify(sspu_model, vdata, oracle_evidence, config, name='SSPU')\nreport"),

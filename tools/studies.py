@@ -91,7 +91,7 @@ TOFU_STUDY = [
         "(`../shared/data/tofu` or `$SAE_UNLEARN_TOFU`)."
     ),
     new_code_cell(
-        "MODEL = 'tofu-mini'\nSAE_TOKENS = 60_000\nSTEPS = 150\nRELEARN_STEPS = (0, 10)\nSAE_DIR = None",
+        "MODEL = 'tofu-mini'\nSAE_TOKENS = 30_000\nSTEPS = 100\nRELEARN_STEPS = (0, 10)\nPROBE_STEPS = 50\nSAE_DIR = None",
         metadata=PARAMS,
     ),
     new_code_cell(
@@ -109,9 +109,9 @@ TOFU_STUDY = [
     ),
     new_code_cell(
         "vdata = verification_data(MODEL)\n"
-        "config = VerifyConfig(relearn_steps=RELEARN_STEPS, probe_steps=100)\n"
+        "config = VerifyConfig(relearn_steps=RELEARN_STEPS, probe_steps=PROBE_STEPS)\n"
         "oracle_evidence = measure(oracle, vdata, config)\n"
-        "reports = {'original': verify(model, vdata, oracle_evidence, config, name='original')}\n"
+        "reports = {}\n"
         "for method in ('rmu', 'sspu'):\n"
         "    m, result = unlearn(method, zoo_model_path(MODEL), data, stage, {'steps': STEPS}, progress=False)\n"
         "    reports[method.upper()] = verify(m, vdata, oracle_evidence, config, name=method.upper())"
@@ -149,7 +149,7 @@ COME_BACK = [
         "same attack."
     ),
     new_code_cell(
-        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nSTEPS = 150\nRELEARN_STEPS = (0, 2, 5, 10, 20, 50)\nSAE_DIR = None",
+        "MODEL = 'secrets'\nSAE_TOKENS = 60_000\nSTEPS = 120\nRELEARN_STEPS = (0, 2, 5, 10, 20)\nPROBE_STEPS = 60\nSAE_DIR = None",
         metadata=PARAMS,
     ),
     new_code_cell(
@@ -163,7 +163,7 @@ COME_BACK = [
         "stage = sae_stage(model, data, SAE_DIR or cache_dir() / 'runs' / MODEL,\n"
         "                  SAEFitConfig(training_samples=SAE_TOKENS), k=64, progress=False)\n"
         "vdata = verification_data(MODEL)\n"
-        "config = VerifyConfig(relearn_steps=RELEARN_STEPS, probe_steps=150)\n"
+        "config = VerifyConfig(relearn_steps=RELEARN_STEPS, probe_steps=PROBE_STEPS)\n"
         "oracle_evidence = measure(oracle, vdata, config)\n"
         "reports = {}\n"
         "for method in ('rmu', 'sspu'):\n"
