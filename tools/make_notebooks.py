@@ -287,6 +287,18 @@ TUTORIAL_04 = [
         "import json\n"
         "json.load(open('runs/tutorial04/verification.json'))['summary']"
     ),
+    new_markdown_cell(
+        "## Ship it with its evidence\nExport the unlearned model with the verdict in its card; it reloads "
+        "in plain transformers, and `python -m sae_unlearn verify runs/tutorial04/sspu_model` re-checks it."
+    ),
+    new_code_cell(
+        "from transformers import AutoModelForCausalLM\n"
+        "from sae_unlearn.export import export_model\n"
+        "card = export_model(sspu_model, 'runs/tutorial04/sspu_model',\n"
+        "                    {'method': 'sspu', 'data': MODEL, 'verification': report.summary()}, overwrite=True)\n"
+        "reloaded = AutoModelForCausalLM.from_pretrained(card['path'])\n"
+        "print(type(reloaded).__name__, 'max logit diff after reload', card['max_logit_diff'])"
+    ),
 ]
 
 
