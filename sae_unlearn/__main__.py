@@ -14,11 +14,12 @@ import logging
 import sys
 
 from sae_unlearn.demo import DemoConfig, format_report, run_demo
+from sae_unlearn.utils import field_docs
 
 
 def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
     """One ``--flag`` per dataclass field; the field's docstring is taken from the class source."""
-    docs = _field_docs(cls)
+    docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
@@ -26,20 +27,6 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
             parser.add_argument(flag, type=typ, default=f.default, help=docs.get(f.name))
-
-
-def _field_docs(cls: type) -> dict[str, str]:
-    import ast
-    import inspect
-    import textwrap
-
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = str(nxt.value.value)
-    return docs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from sae_unlearn.models.zoo import ZOO, zoo_split
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes
 from sae_unlearn.selection import SelectionResult, select_layer_and_latents
 from sae_unlearn.subspaces import SubspacePair, build_subspaces
-from sae_unlearn.unlearning import UnlearningResult, get_method
+from sae_unlearn.unlearning import UnlearningMethod, UnlearningResult, get_method
 
 #: Unlearning settings used by the demo and the results table (same budget for every method).
 DEFAULT_UNLEARNING = {"steps": 250, "lr": 5e-3, "steering_scale": 2.0, "alpha": 10.0, "batch_size": 16}
@@ -100,6 +100,15 @@ def sae_stage(
     return SAEStage(store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair)
 
 
+def load_method(
+    method: str, model_dir: str | Path, stage: SAEStage, settings: dict | None = None, device: str = "auto"
+) -> tuple[HookedModel, UnlearningMethod]:
+    """A fresh copy of the model from ``model_dir`` and a registered method configured from the
+    stage: ``DEFAULT_UNLEARNING`` updated by ``settings``, at the selected layer's hook."""
+    kwargs = {**DEFAULT_UNLEARNING, **(settings or {}), "hook": stage.selection.hook}
+    return load_model(model_dir, device=device), get_method(method).from_stage(stage, kwargs)
+
+
 def unlearn(
     method: str,
     model_dir: str | Path,
@@ -114,8 +123,6 @@ def unlearn(
 
     Every method gets the same hook (the selected layer), parameters, data and budget.
     """
-    kwargs = {**DEFAULT_UNLEARNING, **(settings or {}), "hook": stage.selection.hook}
-    model = load_model(model_dir, device=device)
-    m = get_method(method).from_stage(stage, kwargs)
+    model, m = load_method(method, model_dir, stage, settings, device)
     result = m.apply(model, data.forget_texts, data.retain_texts, progress=progress, on_step=on_step)
     return model, result

@@ -172,3 +172,35 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def preserved_parameters(params: dict[str, torch.nn.Parameter]) -> Iterator[dict[str, torch.nn.Parameter]]:
+    """Inside the block the parameters may be changed freely; on exit (also on error) their
+    values, ``requires_grad`` flags and gradients are put back as they were on entry."""
+    saved = {n: p.detach().clone() for n, p in params.items()}
+    flags = {n: p.requires_grad for n, p in params.items()}
+    grads = {n: p.grad for n, p in params.items()}
+    try:
+        yield params
+    finally:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(saved[n])
+                p.requires_grad_(flags[n])
+                p.grad = grads[n]
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass, read from its source (for ``--help`` texts)."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs

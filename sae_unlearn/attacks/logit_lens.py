@@ -29,10 +29,6 @@ class LogitLensResult:
     """Layer → mean log-probability of the answer's first token."""
 
     @property
-    def best_layer(self) -> int:
-        return max(self.top1, key=lambda layer: (self.top1[layer], self.logprob[layer]))
-
-    @property
     def max_top1(self) -> float:
         """The attack's strength: the best layer's top-1 accuracy."""
         return max(self.top1.values())

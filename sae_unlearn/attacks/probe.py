@@ -19,6 +19,7 @@ from torch import Tensor
 
 from sae_unlearn.attacks.readout import answer_positions
 from sae_unlearn.data.splits import QAPair
+from sae_unlearn.evaluation.tofu_metrics import candidate_answers
 from sae_unlearn.models.hooks import resid_post
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.utils import seeded
@@ -62,18 +63,6 @@ def _candidate_accuracy(scores: Tensor, sizes: Sequence[int]) -> float:
     return correct / len(sizes)
 
 
-def _candidates(items: Sequence[QAPair]) -> tuple[list[str], list[str], list[int]]:
-    prompts, answers, sizes = [], [], []
-    for q in items:
-        if not q.perturbed_answers:
-            raise ValueError(f"item {q.prompt!r} has no perturbed answers; the probe needs wrong candidates.")
-        cands = (q.true_answer, *q.perturbed_answers)
-        prompts += [q.prompt] * len(cands)
-        answers += list(cands)
-        sizes.append(len(cands))
-    return prompts, answers, sizes
-
-
 def truth_probe(
     model: HookedModel,
     train_items: Sequence[QAPair],
@@ -100,8 +89,8 @@ def truth_probe(
     train = answer_positions(
         model, [q.prompt for q in train_items], [q.true_answer for q in train_items], hooks, batch_size
     )
-    tr_p, tr_a, tr_sizes = _candidates(train_items)
-    te_p, te_a, te_sizes = _candidates(test_items)
+    tr_p, tr_a, tr_sizes = candidate_answers(train_items)
+    te_p, te_a, te_sizes = candidate_answers(test_items)
     tr_c = answer_positions(model, tr_p, tr_a, hooks, batch_size)
     te_c = answer_positions(model, te_p, te_a, hooks, batch_size)
     d = model.d_model

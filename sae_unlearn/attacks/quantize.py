@@ -20,6 +20,7 @@ from torch import Tensor
 from transformers import AutoModelForCausalLM
 
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.utils import preserved_parameters
 
 
 def quantize_tensor(
@@ -66,13 +67,8 @@ def quantized(model: HookedModel, bits: int, group_size: int | None = None) -> I
         bad = sorted({p.shape[1] for p in weights.values() if p.shape[1] % group_size})
         if bad:
             raise ValueError(f"group_size={group_size} does not divide the input widths {bad}; pick a divisor.")
-    saved = {n: p.detach().clone() for n, p in weights.items()}
-    try:
+    with preserved_parameters(weights):
         with torch.no_grad():
             for p in weights.values():
                 p.copy_(quantize_tensor(p, bits, group_size))
         yield model
-    finally:
-        with torch.no_grad():
-            for n, p in weights.items():
-                p.copy_(saved[n])

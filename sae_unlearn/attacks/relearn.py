@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.models.training import tokenize_examples, weighted_lm_loss
-from sae_unlearn.utils import DictConfig, seeded_generator
+from sae_unlearn.utils import DictConfig, preserved_parameters, seeded_generator
 
 
 @dataclass
@@ -57,13 +57,10 @@ def relearn_sweep(
     if len(texts) == 0:
         raise ValueError("no relearning texts given; pass text related to the forget set.")
     data = tokenize_examples(model.tokenizer, [("", t) for t in texts])
-    params = model.hf_named_parameters()
-    saved = {n: p.detach().clone() for n, p in params.items()}
-    flags = {n: p.requires_grad for n, p in params.items()}
     gen = seeded_generator(config.seed)
     order: list[int] = []
     out: dict[int, float] = {}
-    try:
+    with preserved_parameters(model.hf_named_parameters()) as params:
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
@@ -85,10 +82,4 @@ def relearn_sweep(
                 bar.update(1)
             out[target] = float(evaluate(model))
         bar.close()
-    finally:
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(saved[n])
-                p.requires_grad_(flags[n])
-                p.grad = None
     return out

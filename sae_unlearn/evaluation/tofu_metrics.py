@@ -25,24 +25,33 @@ from sae_unlearn.evaluation.knowledge import KnowledgeResult, answer_logprobs, e
 from sae_unlearn.models.loading import HookedModel
 
 
-def truth_ratios(model: HookedModel, items: Sequence[QAPair], batch_size: int = 64) -> list[float]:
-    """TOFU's truth ratio ``P̃(perturbed) / P̃(true answer)`` per item (items need perturbed answers)."""
+def candidate_answers(items: Sequence[QAPair]) -> tuple[list[str], list[str], list[int]]:
+    """Every item's candidates, true answer first: ``(prompts, answers, candidates per item)``.
+
+    The truth ratio and the probe both score these; items need perturbed (wrong) answers.
+    """
     missing = [q.prompt for q in items if not q.perturbed_answers]
     if missing:
         raise ValueError(
-            f"{len(missing)} item(s) have no perturbed answers (e.g. {missing[0]!r}); the truth ratio needs them. "
-            "Load TOFU with tofu_perturbed.jsonl beside tofu.jsonl, or build items with perturbed_answers."
+            f"{len(missing)} item(s) have no perturbed answers (e.g. {missing[0]!r}); the truth ratio and the "
+            "probe need them. Load TOFU with tofu_perturbed.jsonl beside tofu.jsonl, or build items with "
+            "perturbed_answers."
         )
-    prompts, answers, owner = [], [], []
-    for i, q in enumerate(items):
-        for a in (q.true_answer, *q.perturbed_answers):
-            prompts.append(q.prompt)
-            answers.append(a)
-            owner.append(i)
+    prompts, answers, sizes = [], [], []
+    for q in items:
+        cands = (q.true_answer, *q.perturbed_answers)
+        prompts += [q.prompt] * len(cands)
+        answers += list(cands)
+        sizes.append(len(cands))
+    return prompts, answers, sizes
+
+
+def truth_ratios(model: HookedModel, items: Sequence[QAPair], batch_size: int = 64) -> list[float]:
+    """TOFU's truth ratio ``P̃(perturbed) / P̃(true answer)`` per item (items need perturbed answers)."""
+    prompts, answers, sizes = candidate_answers(items)
     lps = answer_logprobs(model, prompts, answers, batch_size)
     out, pos = [], 0
-    for q in items:
-        n = 1 + len(q.perturbed_answers)
+    for n in sizes:
         true_lp, wrong = lps[pos], lps[pos + 1 : pos + n]
         pos += n
         out.append(math.exp(sum(wrong) / len(wrong) - true_lp))

@@ -12,7 +12,6 @@ from sae_unlearn.verification.report import (
     VerificationReport,
     VerifyConfig,
     judge,
-    load_report,
     measure,
     verify,
 )
@@ -24,7 +23,6 @@ __all__ = [
     "VerificationReport",
     "VerifyConfig",
     "judge",
-    "load_report",
     "measure",
     "secrets_verification_data",
     "tofu_verification_data",

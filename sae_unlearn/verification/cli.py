@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sae_unlearn.evaluation.multiple_choice import load_mc_questions
 from sae_unlearn.models.zoo import ZOO, zoo_model_path
+from sae_unlearn.utils import field_docs
 from sae_unlearn.verification.data import verification_data
 from sae_unlearn.verification.report import VerificationReport, VerifyConfig, verify
 
@@ -34,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _doc(name: str) -> str:
-    from sae_unlearn.__main__ import _field_docs
-
-    return _field_docs(VerifyConfig).get(name, "")
+    return field_docs(VerifyConfig).get(name, "")
 
 
 def infer_data_name(model_dir: Path) -> str | None:

@@ -19,7 +19,6 @@ output but recoverable, or distinguishable from never having known it).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -376,8 +375,3 @@ def verify(
         oracle=oracle_m,
         config=config.to_dict(),
     )
-
-
-def load_report(path: str | Path) -> dict:
-    """Read a saved ``verification.json``."""
-    return json.loads(Path(path).read_text())

@@ -11,8 +11,9 @@ import ipywidgets as widgets
 from sae_unlearn.data.splits import QAPair, UnlearningSplit
 from sae_unlearn.evaluation.knowledge import evaluate_knowledge, greedy_answers, states_target
 from sae_unlearn.export import export_model
-from sae_unlearn.models.loading import HookedModel, load_model
-from sae_unlearn.unlearning import UnlearningResult, get_method
+from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.pipeline import DEFAULT_UNLEARNING, load_method
+from sae_unlearn.unlearning import UnlearningResult
 from sae_unlearn.unlearning.registry import METHODS
 from sae_unlearn.viz import plot_unlearning_history
 from sae_unlearn.widgets._base import FigurePanel, table_html
@@ -34,14 +35,13 @@ class UnlearningMonitor(widgets.VBox):
         eval_every: int = 25,
         device: str = "auto",
     ):
-        from sae_unlearn.pipeline import DEFAULT_UNLEARNING
-
         self.model_dir, self.stage, self.split, self.device = model_dir, stage, split, device
         self.forget_texts, self.retain_texts = list(forget_texts), list(retain_texts)
-        self.settings = {**DEFAULT_UNLEARNING, **(settings or {})}
+        self.settings = dict(settings or {})
         self.eval_every = max(1, eval_every)
         self.method = widgets.Dropdown(options=sorted(METHODS), value="sspu", description="method")
-        self.steps = widgets.IntText(value=int(self.settings["steps"]), description="steps")
+        steps = self.settings.get("steps", DEFAULT_UNLEARNING["steps"])
+        self.steps = widgets.IntText(value=int(steps), description="steps")
         self.run_button = widgets.Button(description="Run", button_style="primary")
         self.status = widgets.HTML()
         self.panel = FigurePanel()
@@ -75,9 +75,8 @@ class UnlearningMonitor(widgets.VBox):
             self.status.value = f"<b>steps must be at least 1 (got {self.steps.value})</b>"
             raise ValueError(f"steps={self.steps.value} must be >= 1.")
         self.history, self.evals = [], []
-        self.model = load_model(self.model_dir, device=self.device)
-        settings = {**self.settings, "steps": int(self.steps.value), "hook": self.stage.selection.hook}
-        method = get_method(self.method.value).from_stage(self.stage, settings)
+        settings = {**self.settings, "steps": int(self.steps.value)}
+        self.model, method = load_method(self.method.value, self.model_dir, self.stage, settings, self.device)
         self._evaluate(0)
         self.result = method.apply(
             self.model, self.forget_texts, self.retain_texts, progress=False, on_step=self._on_step
