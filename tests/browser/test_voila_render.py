@@ -3,6 +3,11 @@ on localhost, Debian's chromium (headless, driven by Playwright) loads it, the w
 a click goes through the kernel and redraws, and a screenshot is saved.
 
 Skips with a reason when chromium, Voilà or Playwright is missing (``.ci/run`` installs them).
+
+The page asks a CDN for Font Awesome; there is no network in CI, and where a firewall drops such
+requests instead of refusing them the page's ``load`` event never fires. So every request that is
+not for the local Voilà server is aborted at once, and the test waits for the widgets themselves
+rather than for ``load``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -78,10 +84,24 @@ def test_widgets_render_and_respond_in_headless_chromium(voila_url, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1400})
-            page.goto(voila_url, timeout=120_000)
+            blocked: list[str] = []
+
+            def offline(route):  # only the local Voilà server is reachable, as in CI
+                if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
+                    route.continue_()
+                else:
+                    blocked.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", offline)
+            page.goto(voila_url, wait_until="commit", timeout=120_000)
             # The kernel runs the notebook; the widgets appear when their cells have run.
-            page.wait_for_selector(".widget-dropdown select", timeout=240_000)
-            page.wait_for_selector("text=Where does", timeout=240_000)
+            try:
+                page.wait_for_selector(".widget-dropdown select", timeout=240_000)
+                page.wait_for_selector("text=Where does", timeout=240_000)
+            except sync_api.TimeoutError:
+                log = (tmp_path / "voila.log").read_text()[-3000:]
+                pytest.fail(f"the widgets did not appear; blocked off-host requests: {blocked}\nVoilà log:\n{log}")
             assert page.locator(".widget-toggle-buttons").count() >= 1
             assert page.locator(".widget-button", has_text="Answer").count() == 1
             assert page.locator("td", has_text="Rotterdam").count() >= 1 or page.locator("td").count() >= 8
