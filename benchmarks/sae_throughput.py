@@ -14,7 +14,12 @@ it times, in one run and in alternating order:
 
 Throughput is SAE training tokens per second per SAE (wall time includes capture / the LLM
 forward passes); the ratios are all-layers vs one-layer time and sae-unlearn vs sae-lens.
-Prints a markdown table (pasted into benchmarks/README.md) and the capture/training breakdown.
+Prints a markdown table (pasted into benchmarks/README.md), the capture/training breakdown, and
+an arithmetic lower bound on the all-layers / one-layer ratio: the device's measured fp32 matmul
+rate at the SAE's shapes gives the least time any trainer could spend on one SAE (only the
+encoder's forward matmul and its weight gradient, which TopK cannot make sparse; the k-sparse
+decoder counted as free), and with the measured capture times,
+``bound = (capture_all + n_layers * sae_min) / (capture_one + sae_min)``.
 """
 
 from __future__ import annotations
@@ -103,6 +108,25 @@ def sae_lens_all(model, dataset, hooks, fit, device, tokens) -> dict[str, float]
     return {"total": time.perf_counter() - t0}
 
 
+def matmul_rate(d_in: int, d_sae: int, batch: int, device: str) -> float:
+    """Measured fp32 FLOP/s of ``(batch, d_in) @ (d_in, d_sae)`` on ``device`` (median of 5 x 50)."""
+    a = torch.randn(batch, d_in, device=device)
+    b = torch.randn(d_in, d_sae, device=device)
+    for _ in range(10):
+        a @ b
+    times = []
+    for _ in range(5):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(50):
+            a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) / 50)
+    return 2 * batch * d_in * d_sae / statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=100_000, help="training tokens per SAE")
@@ -150,10 +174,19 @@ def main() -> None:
     )
     print(f"\nall layers / one layer: sae-unlearn {o4 / o1:.2f}x, sae-lens {l4 / l1:.2f}x")
     print(f"sae-unlearn speed-up over sae-lens: 1 layer {l1 / o1:.2f}x, all layers {l4 / o4:.2f}x")
+    caps = {}
     for name in ("sae-unlearn, 1 layer", "sae-unlearn, all 4 layers"):
-        cap = statistics.median(x["capture"] for x in results[name])
+        caps[name] = statistics.median(x["capture"] for x in results[name])
         tr = statistics.median(x["train"] for x in results[name])
-        print(f"{name}: capture {cap:.2f}s, SAE training {tr:.2f}s")
+        print(f"{name}: capture {caps[name]:.2f}s, SAE training {tr:.2f}s")
+    d_sae = fit.expansion_factor * model.d_model
+    rate = matmul_rate(model.d_model, d_sae, fit.batch_size, device)
+    sae_min = args.tokens * 2 * (2 * model.d_model * d_sae) / rate  # encoder forward + W_enc gradient
+    bound = (caps["sae-unlearn, all 4 layers"] + len(hooks) * sae_min) / (caps["sae-unlearn, 1 layer"] + sae_min)
+    print(
+        f"matmul rate at the SAE's shapes: {rate / 1e9:.0f} GFLOP/s; least arithmetic per SAE: {sae_min:.2f}s; "
+        f"all/one lower bound for any trainer on this device: {bound:.2f}x"
+    )
 
 
 if __name__ == "__main__":
