@@ -97,7 +97,7 @@ def test_widgets_render_and_respond_in_headless_chromium(voila_url, tmp_path):
             page.goto(voila_url, wait_until="commit", timeout=120_000)
             # The kernel runs the notebook; the widgets appear when their cells have run.
             try:
-                page.wait_for_selector(".widget-dropdown select", timeout=240_000)
+                page.wait_for_selector(".widget-dropdown select", timeout=420_000)
                 page.wait_for_selector("text=Where does", timeout=240_000)
             except sync_api.TimeoutError:
                 log = (tmp_path / "voila.log").read_text()[-3000:]
