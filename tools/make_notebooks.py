@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from studies import STUDIES, VERIFY_SETUP  # beside this file (tools/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,8 +63,7 @@ TUTORIAL_01 = [
         "                     {l: retain_store.mean_norm(h) for l, h in enumerate(hooks)});"
     ),
     new_markdown_cell(
-        "Or explore interactively: switch between the per-layer view and the per-token norm histogram "
-        "of any hook."
+        "Or explore interactively: switch between the per-layer view and the per-token norm histogram of any hook."
     ),
     new_code_cell(
         "import torch\n"
@@ -152,7 +152,7 @@ TUTORIAL_02 = [
         "from sae_unlearn.widgets import LatentBrowser\n"
         "browser = LatentBrowser(model, fit.saes[result.hook], result.hook, store, forget_mask, sel.scores, sel.relevant)\n"
         "person = data.split.forget_subjects[0]\n"
-        "browser.text.value = f\"{person}'s secret passcode is\"\n"
+        'browser.text.value = f"{person}\'s secret passcode is"\n'
         "browser.show_text()\n"
         "browser"
     ),
@@ -254,14 +254,8 @@ TUTORIAL_04 = [
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
-        "from sae_unlearn import load_zoo_model, zoo_model_path\n"
-        "from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn\n"
-        "from sae_unlearn.saes import SAEFitConfig\n"
-        "from sae_unlearn.utils import cache_dir\n"
-        "from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify\n\n"
-        "model, oracle = load_zoo_model(MODEL), load_zoo_model(MODEL, oracle=True)\n"
-        "data = pipeline_data(MODEL)\n"
-        "stage = sae_stage(model, data, SAE_DIR or cache_dir() / 'runs' / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), k=64)\n"
+        VERIFY_SETUP
+        + "stage = sae_stage(model, data, SAE_DIR or cache_dir() / 'runs' / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), k=64)\n"
         "sspu_model, _ = unlearn('sspu', zoo_model_path(MODEL), data, stage, {'steps': STEPS})"
     ),
     new_markdown_cell(
@@ -283,9 +277,7 @@ TUTORIAL_04 = [
         "forgotten anything):\n\n```\npython -m sae_unlearn verify MODEL_DIR [--oracle DIR] [--data secrets]\n```"
     ),
     new_code_cell(
-        "report.save('runs/tutorial04')\n"
-        "import json\n"
-        "json.load(open('runs/tutorial04/verification.json'))['summary']"
+        "report.save('runs/tutorial04')\nimport json\njson.load(open('runs/tutorial04/verification.json'))['summary']"
     ),
     new_markdown_cell(
         "## Ship it with its evidence\nExport the unlearned model with the verdict in its card; it reloads "
@@ -314,7 +306,5 @@ if __name__ == "__main__":
     write(ROOT / "tutorials" / "02_saes_and_feature_selection.ipynb", TUTORIAL_02)
     write(ROOT / "tutorials" / "03_unlearning_and_export.ipynb", TUTORIAL_03)
     write(ROOT / "tutorials" / "04_verification.ipynb", TUTORIAL_04)
-    from studies import STUDIES  # noqa: E402 - the studies live beside this file
-
     for name, cells in STUDIES.items():
         write(ROOT / "notebooks" / name, cells)

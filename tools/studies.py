@@ -4,6 +4,18 @@ from nbformat.v4 import new_code_cell, new_markdown_cell
 
 PARAMS = {"tags": ["parameters"]}
 
+# Set-up shared by the notebooks that unlearn and verify (tutorial 04 and two studies): imports,
+# the zoo model and its retain oracle, the pipeline data. Each notebook still reads top to bottom.
+VERIFY_SETUP = (
+    "from sae_unlearn import load_zoo_model, zoo_model_path\n"
+    "from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn\n"
+    "from sae_unlearn.saes import SAEFitConfig\n"
+    "from sae_unlearn.utils import cache_dir\n"
+    "from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify\n\n"
+    "model, oracle = load_zoo_model(MODEL), load_zoo_model(MODEL, oracle=True)\n"
+    "data = pipeline_data(MODEL)\n"
+)
+
 WHICH_FEATURES = [
     new_markdown_cell(
         "# Which features encode a secret?\n\n"
@@ -95,14 +107,7 @@ TOFU_STUDY = [
         metadata=PARAMS,
     ),
     new_code_cell(
-        "from sae_unlearn import load_zoo_model, zoo_model_path\n"
-        "from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn\n"
-        "from sae_unlearn.saes import SAEFitConfig\n"
-        "from sae_unlearn.utils import cache_dir\n"
-        "from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify\n\n"
-        "model, oracle = load_zoo_model(MODEL), load_zoo_model(MODEL, oracle=True)\n"
-        "data = pipeline_data(MODEL)\n"
-        "print(data.split)\n"
+        VERIFY_SETUP + "print(data.split)\n"
         "stage = sae_stage(model, data, SAE_DIR or cache_dir() / 'runs' / MODEL,\n"
         "                  SAEFitConfig(training_samples=SAE_TOKENS), k=64, progress=False)\n"
         "print('layer', stage.selection.layer, 'ranks', stage.subspaces.relevant.rank, stage.subspaces.irrelevant.rank)"
@@ -153,14 +158,7 @@ COME_BACK = [
         metadata=PARAMS,
     ),
     new_code_cell(
-        "from sae_unlearn import load_zoo_model, zoo_model_path\n"
-        "from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn\n"
-        "from sae_unlearn.saes import SAEFitConfig\n"
-        "from sae_unlearn.utils import cache_dir\n"
-        "from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify\n\n"
-        "model, oracle = load_zoo_model(MODEL), load_zoo_model(MODEL, oracle=True)\n"
-        "data = pipeline_data(MODEL)\n"
-        "stage = sae_stage(model, data, SAE_DIR or cache_dir() / 'runs' / MODEL,\n"
+        VERIFY_SETUP + "stage = sae_stage(model, data, SAE_DIR or cache_dir() / 'runs' / MODEL,\n"
         "                  SAEFitConfig(training_samples=SAE_TOKENS), k=64, progress=False)\n"
         "vdata = verification_data(MODEL)\n"
         "config = VerifyConfig(relearn_steps=RELEARN_STEPS, probe_steps=PROBE_STEPS)\n"
