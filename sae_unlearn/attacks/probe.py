@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 from torch import Tensor
@@ -86,13 +87,13 @@ def truth_probe(
     if not train_items or not test_items:
         raise ValueError("the probe needs non-empty train (retain) and test (forget) items.")
     hooks = [resid_post(layer) for layer in range(model.n_layers)]
-    train = answer_positions(
-        model, [q.prompt for q in train_items], [q.true_answer for q in train_items], hooks, batch_size
-    )
     tr_p, tr_a, tr_sizes = candidate_answers(train_items)
     te_p, te_a, te_sizes = candidate_answers(test_items)
     tr_c = answer_positions(model, tr_p, tr_a, hooks, batch_size)
     te_c = answer_positions(model, te_p, te_a, hooks, batch_size)
+    # The lens learns the true answers: each training item's first candidate, already captured.
+    first = torch.isin(tr_c.seq, torch.tensor([0, *accumulate(tr_sizes)][:-1]))
+    train_acts, train_target = {h: tr_c.acts[h][first] for h in hooks}, tr_c.target[first]
     d = model.d_model
     per_layer, train_per_layer = {}, {}
     for layer, h in enumerate(hooks):
@@ -101,11 +102,11 @@ def truth_probe(
             b = torch.zeros(d, requires_grad=True)
             opt = torch.optim.AdamW([a, b], lr=lr, weight_decay=weight_decay)
             gen = torch.Generator().manual_seed(seed)
-            n = train.target.numel()
+            n = train_target.numel()
             for _ in range(steps):
                 idx = torch.randperm(n, generator=gen)[:batch_tokens] if n > batch_tokens else slice(None)
-                lp = lens_logprobs(model, train.acts[h][idx], a, b)
-                loss = torch.nn.functional.nll_loss(lp, train.target[idx].to(lp.device))
+                lp = lens_logprobs(model, train_acts[h][idx], a, b)
+                loss = torch.nn.functional.nll_loss(lp, train_target[idx].to(lp.device))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from scipy.stats import ks_2samp
 
 from sae_unlearn.data.splits import QAPair
-from sae_unlearn.evaluation.knowledge import KnowledgeResult, answer_logprobs, evaluate_knowledge
+from sae_unlearn.evaluation.knowledge import (
+    KnowledgeResult,
+    answer_logprobs,
+    answer_probability,
+    evaluate_knowledge,
+)
 from sae_unlearn.models.loading import HookedModel
 
 
@@ -111,8 +116,8 @@ def model_utility(
     comps: dict[str, float] = {}
     for name, items in sets.items():
         items = list(items)
-        lps = answer_logprobs(model, [q.prompt for q in items], [q.answer for q in items], batch_size)
-        comps[f"{name}/answer_prob"] = sum(math.exp(lp) for lp in lps) / len(lps)
+        probs = answer_probability(model, items, batch_size)
+        comps[f"{name}/answer_prob"] = sum(probs) / len(probs)
         known = (knowledge or {}).get(name) or evaluate_knowledge(model, items, batch_size=batch_size)
         comps[f"{name}/rouge_l_recall"] = known.mean_rouge_l_recall
         with_wrong = [q for q in items if q.perturbed_answers]

@@ -146,9 +146,8 @@ def measure(
         "quantization": quant,
     }
     probe_train = [q for q in split.retain if q.perturbed_answers]
-    probe_test = [q for q in split.forget if q.perturbed_answers]
-    if probe_train and probe_test:
-        probe = truth_probe(model, probe_train, probe_test, steps=config.probe_steps, seed=config.seed)
+    if probe_train and with_wrong:
+        probe = truth_probe(model, probe_train, with_wrong, steps=config.probe_steps, seed=config.seed)
         reconstruction["probe"] = {
             "accuracy": probe.accuracy,
             "best_layer": probe.best_layer,
@@ -156,7 +155,7 @@ def measure(
             "train_per_layer": probe.train_per_layer,
             "chance": probe.chance,
             "n_train": len(probe_train),
-            "n_test": len(probe_test),
+            "n_test": len(with_wrong),
         }
         lap("probe_s")
     return {
