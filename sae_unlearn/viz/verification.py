@@ -11,16 +11,22 @@ from matplotlib.figure import Figure
 def plot_relearn(model: Mapping[str, float], oracle: Mapping[str, float], title: str = "Benign relearning") -> Figure:
     """Held-out forget accuracy against relearning steps, the model vs the retain oracle."""
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
-    for curve, label, style in ((model, "model", "o-"), (oracle, "retain oracle", "s--")):
-        steps = sorted(curve, key=int)
-        ax.plot([int(s) for s in steps], [curve[s] for s in steps], style, label=label)
+    _model_vs_oracle(ax, model, oracle)
     ax.set_xlabel("relearning steps")
     ax.set_ylabel("held-out forget accuracy")
-    ax.set_ylim(-0.03, 1.03)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _model_vs_oracle(ax, model: Mapping, oracle: Mapping) -> list[int]:
+    """The model's and the oracle's accuracy curves (keys are step counts or layers, int or str)."""
+    for curve, label, style in ((model, "model", "o-"), (oracle, "retain oracle", "s--")):
+        keys = sorted(curve, key=int)
+        ax.plot([int(k) for k in keys], [curve[k] for k in keys], style, label=label)
+    ax.set_ylim(-0.03, 1.03)
+    return sorted(int(k) for k in model)
 
 
 def plot_attacks(names: Sequence[str], model: Sequence[float], oracle: Sequence[float]) -> Figure:
@@ -41,13 +47,10 @@ def plot_attacks(names: Sequence[str], model: Sequence[float], oracle: Sequence[
 def plot_logit_lens(model: Mapping[int, float], oracle: Mapping[int, float]) -> Figure:
     """Top-1 accuracy of the answer token decoded from every layer, model vs retain oracle."""
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
-    layers = sorted(model, key=int)
-    ax.plot([int(k) for k in layers], [model[k] for k in layers], "o-", label="model")
-    ax.plot([int(k) for k in layers], [oracle[k] for k in layers], "s--", label="retain oracle")
+    layers = _model_vs_oracle(ax, model, oracle)
     ax.set_xlabel("layer (resid_post)")
     ax.set_ylabel("answer token top-1")
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xticks([int(k) for k in layers])
+    ax.set_xticks(layers)
     ax.legend(fontsize=8)
     ax.set_title("Logit lens on the forget questions", fontsize=10)
     fig.tight_layout()
@@ -59,11 +62,11 @@ def plot_truth_ratios(model: Sequence[float], oracle: Sequence[float], forget_qu
     import math
 
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
-    lo = min(math.log10(max(v, 1e-12)) for v in [*model, *oracle])
-    hi = max(math.log10(max(v, 1e-12)) for v in [*model, *oracle])
+    logs = {name: [math.log10(max(v, 1e-12)) for v in vals] for name, vals in (("model", model), ("oracle", oracle))}
+    lo, hi = min(min(v) for v in logs.values()), max(max(v) for v in logs.values())
     bins = [lo + (hi - lo + 1e-9) * i / 20 for i in range(21)]
-    ax.hist([math.log10(max(v, 1e-12)) for v in model], bins=bins, alpha=0.6, label="model", color="tab:red")
-    ax.hist([math.log10(max(v, 1e-12)) for v in oracle], bins=bins, alpha=0.6, label="retain oracle", color="tab:gray")
+    ax.hist(logs["model"], bins=bins, alpha=0.6, label="model", color="tab:red")
+    ax.hist(logs["oracle"], bins=bins, alpha=0.6, label="retain oracle", color="tab:gray")
     ax.set_xlabel("log10 truth ratio  P(wrong) / P(true)")
     ax.set_ylabel("forget questions")
     fq = "" if forget_quality is None else f" (forget quality {forget_quality:.2g})"
