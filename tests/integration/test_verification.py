@@ -7,7 +7,13 @@ import pytest
 
 from sae_unlearn.__main__ import main
 from sae_unlearn.attacks import logit_lens, quantized, relearn_sweep, truth_probe
-from sae_unlearn.evaluation import MCQuestion, evaluate_knowledge, multiple_choice_accuracy, truth_ratios
+from sae_unlearn.evaluation import (
+    MCQuestion,
+    answer_logprobs,
+    evaluate_knowledge,
+    multiple_choice_accuracy,
+    truth_ratios,
+)
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.unlearning import RMU, UnlearningConfig
 from sae_unlearn.utils import hash_state_dict
@@ -91,7 +97,14 @@ def test_multiple_choice_scores_known_facts(secrets_model, secrets_oracle, vdata
     ]
     assert multiple_choice_accuracy(secrets_model, qs, scoring="choice_text") >= 0.9
     assert multiple_choice_accuracy(secrets_oracle, qs, scoring="choice_text") <= 0.6
-    assert 0 <= multiple_choice_accuracy(secrets_model, qs, scoring="letter") <= 1
+    # letter scoring (lm-eval's WMDP/MMLU format) picks the letter most likely after the listed choices
+    picks = []
+    for q in qs:
+        letters = [f" {chr(ord('A') + i)}" for i in range(len(q.choices))]
+        lps = answer_logprobs(secrets_model, [q.letter_prompt()] * len(letters), letters)
+        picks.append(max(range(len(lps)), key=lps.__getitem__) == q.answer)
+    assert q.letter_prompt().endswith("\nAnswer:") and f"\nD. {q.choices[3]}" in q.letter_prompt()
+    assert multiple_choice_accuracy(secrets_model, qs, scoring="letter") == pytest.approx(sum(picks) / len(qs))
 
 
 def test_verify_command_infers_data_and_oracle(tmp_path, capsys):
