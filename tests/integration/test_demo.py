@@ -47,7 +47,12 @@ def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle):
         v = report["verification"][method]
         assert v["verdict"] in ("removed", "suppressed", "not forgotten")
         assert 0 <= v["forget_quality"] <= 1 and 0 <= v["relearn_forget_accuracy"] <= 1
-        assert 0 <= v["probe_accuracy"] <= 1 and (tmp_path / "verification" / method / "verification.json").is_file()
+        assert 0 <= v["probe_accuracy"] <= 1
+        # report.json carries the headline numbers of the full report saved beside it
+        saved = json.loads((tmp_path / "verification" / method / "verification.json").read_text())
+        for key in ("verdict", "forget_quality", "relearn_forget_accuracy", "probe_accuracy"):
+            assert v[key] == saved["summary"][key], key
+        assert v["relearn_forget_accuracy"] == saved["model"]["reconstruction"]["relearn"]["50"]
     # the exported model's card names its data, so `verify` needs no --data / --oracle
     assert json.loads((tmp_path / "sspu_model" / "unlearning_card.json").read_text())["data"] == "secrets"
     out = capsys.readouterr().out
