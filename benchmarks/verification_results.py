@@ -38,7 +38,7 @@ def main() -> None:
         t = time.perf_counter()
         oracle_m = measure(oracle, vdata, config)
         print(f"{name}: oracle measured in {time.perf_counter() - t:.1f}s")
-        variants = {"original": model, "retain oracle": oracle}
+        variants = {"original": model, "retain oracle": oracle_m}  # the oracle's measurement, not measured again
         with tempfile.TemporaryDirectory() as tmp:
             stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), k=64, progress=False)
         for method in ("rmu", "sspu"):

@@ -349,20 +349,21 @@ def judge(model: dict, oracle: dict, config: VerifyConfig) -> tuple[str, list[st
 
 
 def verify(
-    model: HookedModel,
+    model: HookedModel | dict,
     data: VerificationData,
     oracle: HookedModel | dict,
     config: VerifyConfig | None = None,
     name: str = "model",
     progress: bool = False,
 ) -> VerificationReport:
-    """Verify ``model`` against the retain ``oracle`` (a model, or its :func:`measure` result to reuse).
+    """Verify ``model`` against the retain ``oracle``; either may be a model or its
+    :func:`measure` result to reuse (measured with the same ``data`` and ``config``).
 
     Neither model's weights change (attacks restore them).
     """
     config = config or VerifyConfig()
     oracle_m = oracle if isinstance(oracle, dict) else measure(oracle, data, config, progress)
-    model_m = measure(model, data, config, progress)
+    model_m = model if isinstance(model, dict) else measure(model, data, config, progress)
     verdict, reasons, fq, checks = judge(model_m, oracle_m, config)
     return VerificationReport(
         name=name,

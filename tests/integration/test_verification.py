@@ -71,6 +71,8 @@ def test_original_is_not_forgotten_and_oracle_is_removed(
     assert report.model["control"]["model_utility"] > 0.9
     same = verify(secrets_oracle, vdata, oracle_measure, FAST, name="oracle")
     assert same.verdict == "removed" and same.forget_quality == pytest.approx(1.0)
+    # a measurement can stand in for the model: measuring is deterministic, so the checks are the same
+    assert verify(oracle_measure, vdata, oracle_measure, FAST).checks == same.checks
     path = report.save(tmp_path)
     saved = json.loads(path.read_text())
     assert saved["verdict"] == "not forgotten" and saved["summary"]["relearn"]["10"] == report.relearn_forget_accuracy
