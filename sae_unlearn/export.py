@@ -2,10 +2,15 @@
 
 The folder holds ``config.json``, ``model.safetensors``, the tokenizer files, ``unlearning_card.json``
 and ``UNLEARNING_CARD.md`` (source model and its hash, method, layer, latents, subspace ranks,
-hyper-parameters, seed, metrics before and after). It is written into a temporary sibling and
-renamed into place only when complete, so an interrupted export never leaves a folder that
-half-loads. After writing, the folder is loaded back with ``AutoModelForCausalLM`` and its logits
-compared with the in-memory model's (``max_logit_diff`` in the card).
+hyper-parameters, seed, thread count, metrics before and after). It is written with
+:func:`sae_unlearn.atomic.atomic_directory`: into a temporary sibling, moved into place only when
+complete, exclusively (of two processes exporting to the same new folder exactly one succeeds),
+and repaired by the next call after a kill. After writing, the folder is loaded back with
+``AutoModelForCausalLM`` and its logits compared with the in-memory model's (``max_logit_diff``).
+
+Nothing is lost: a target that is, contains or lies inside the source model's folder (symlinks
+resolved) is refused, and ``overwrite=True`` replaces only a previous export (a folder with an
+unlearning card) or an empty folder, unless ``overwrite_non_export=True`` says otherwise.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from sae_unlearn.atomic import atomic_directory
 from sae_unlearn.models.loading import HookedModel
-from sae_unlearn.utils import atomic_directory, hash_directory, hash_state_dict
+from sae_unlearn.utils import hash_directory, hash_state_dict, run_environment
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +38,8 @@ def _card_markdown(card: dict) -> str:
         "",
         f"- source model: `{card.get('source_model')}` (sha256 of files: `{card.get('source_hash')}`)",
         f"- method: **{card.get('method')}**, layer {card.get('layer')} (`{card.get('hook')}`)",
-        f"- weights sha256: `{card.get('weights_hash')}`; seed {card.get('seed')}",
+        f"- weights sha256: `{card.get('weights_hash')}`; seed {card.get('seed')}; "
+        f"torch threads {card.get('environment', {}).get('torch_threads')} (same seed and thread count: same weights)",
     ]
     if "subspace" in card:
         sub = card["subspace"]
@@ -63,6 +70,41 @@ def _card_markdown(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_export_target(
+    out_dir: str | Path, source: str | Path, overwrite: bool = False, overwrite_non_export: bool = False
+) -> Path:
+    """Check that exporting to ``out_dir`` can lose nothing; return the resolved target.
+
+    Raises ``ValueError`` when the target is, contains or lies inside ``source`` (symlinks
+    resolved), and ``FileExistsError`` when it exists and ``overwrite`` is off, when it is a
+    file, or when it is a non-empty folder that is not a previous export (no
+    ``unlearning_card.json``) and ``overwrite_non_export`` is off.
+    """
+    target = Path(out_dir).expanduser().resolve()
+    src = Path(source).expanduser()
+    if src.exists():
+        src = src.resolve()
+        if target == src or src in target.parents or target in src.parents:
+            relation = "is" if target == src else ("lies inside" if src in target.parents else "contains")
+            raise ValueError(
+                f"refusing to export to {target}: it {relation} the source model {src}, which would be "
+                "modified or deleted. Choose a folder outside the source."
+            )
+    if not target.exists():
+        return target
+    if not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace a previous export.")
+    if not target.is_dir():
+        raise FileExistsError(f"{target} is a file, not an export folder; remove it or choose another path.")
+    if not overwrite_non_export and not (target / CARD_JSON).is_file() and any(target.iterdir()):
+        listing = sorted(p.name for p in target.iterdir())[:6]
+        raise FileExistsError(
+            f"{target} is a non-empty folder that is not a previous export (no {CARD_JSON}; it holds {listing}); "
+            "overwrite=True replaces only exports. Pass overwrite_non_export=True if the whole folder may go."
+        )
+    return target
+
+
 @torch.no_grad()
 def export_model(
     model: HookedModel,
@@ -70,29 +112,39 @@ def export_model(
     card: dict,
     overwrite: bool = False,
     check_prompts: list[str] | None = None,
+    overwrite_non_export: bool = False,
 ) -> dict:
     """Write ``model`` as a Hugging Face directory with an unlearning card; return the card.
 
     Args:
         model: the (unlearned) model; its weights are saved under their original HF names.
-        out_dir: target folder (must not exist unless ``overwrite``).
-        card: method, layer, latents, hyper-parameters, metrics, …; the source hash, weights hash
-            and the reload check are added.
+        out_dir: target folder (must not exist unless ``overwrite``); never the source model's
+            folder, a folder inside it or one that contains it.
+        card: method, layer, latents, hyper-parameters, metrics, …; the source hash, weights hash,
+            environment (torch version, thread count) and the reload check are added.
+        overwrite: replace a previous export (or an empty folder) at ``out_dir``.
         check_prompts: prompts for the reload check (default: two generic ones).
+        overwrite_non_export: with ``overwrite``, also replace a non-empty folder that is not an
+            export (everything in it is deleted).
+
+    Raises:
+        FileExistsError: the target exists (see above), also when another process finished
+            writing it while this export ran (that export is left as it is).
     """
-    out_dir = Path(out_dir)
+    if not isinstance(card, dict):
+        raise TypeError(f"card must be a dict (method, layer, hyper-parameters, …), not {type(card).__name__}.")
+    target = check_export_target(out_dir, model.source, overwrite, overwrite_non_export)
     source = Path(model.source)
-    if source.exists() and out_dir.resolve() == source.resolve():
-        raise ValueError(f"refusing to export onto the source model {source}; the source is never modified.")
     state = model.hf_state_dict()
     card = dict(card)
     card.setdefault("source_model", model.source)
     card["source_hash"] = hash_directory(source) if source.is_dir() else None
     card["weights_hash"] = hash_state_dict(state)
+    card["environment"] = run_environment()
     prompts = check_prompts or ["Q: Where does the author live? A:", "The secret passcode is"]
     ids = model.tokenize(prompts)
     ref = model.logits(ids.input_ids).float().cpu()
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(target, overwrite=overwrite) as tmp:
         clean = AutoModelForCausalLM.from_config(model.hf_model.config)
         clean.load_state_dict(state, strict=True)
         clean.save_pretrained(tmp, safe_serialization=True)
@@ -103,5 +155,6 @@ def export_model(
         card["path"] = str(out_dir)
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n")
         (tmp / CARD_MD).write_text(_card_markdown(card))
+        check_export_target(out_dir, model.source, overwrite, overwrite_non_export)  # still safe to replace?
     logger.info("exported %s (max logit diff after reload %.2e)", out_dir, diff)
     return card

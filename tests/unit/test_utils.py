@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from sae_unlearn.utils import atomic_directory, hash_state_dict, seeded, stable_hash
+from sae_unlearn.atomic import atomic_directory
+from sae_unlearn.utils import hash_state_dict, seeded, stable_hash
 
 
 def test_atomic_directory_leaves_nothing_on_error(tmp_path):
