@@ -1,4 +1,5 @@
-"""Pure plot functions: data in, ``matplotlib`` figure out (usable with or without widgets)."""
+"""Pure plot functions: data in, ``matplotlib`` figure out (usable with or without widgets);
+and small HTML tables (:mod:`sae_unlearn.viz.tables`)."""
 
 from sae_unlearn.viz.capture import plot_norm_histograms, plot_norms_per_layer
 from sae_unlearn.viz.selection import (
@@ -8,6 +9,7 @@ from sae_unlearn.viz.selection import (
     plot_principal_angles,
     plot_score_ranking,
 )
+from sae_unlearn.viz.tables import sae_stats_table
 from sae_unlearn.viz.training import plot_sae_training, plot_unlearning_history
 from sae_unlearn.viz.verification import plot_attacks, plot_logit_lens, plot_relearn, plot_truth_ratios
 
@@ -25,4 +27,5 @@ __all__ = [
     "plot_principal_angles",
     "plot_relearn",
     "plot_truth_ratios",
+    "sae_stats_table",
 ]

@@ -8,17 +8,39 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 
-def plot_layer_scores(scores: Mapping[str, float], chosen: str, title: str = "Layer selection") -> Figure:
-    """Bar chart of each hook's forget/retain separation score, the chosen one highlighted."""
+def plot_layer_scores(
+    scores: Mapping[str, float],
+    chosen: str,
+    title: str = "Layer selection",
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+    interval_label: str = "95% bootstrap interval",
+) -> Figure:
+    """Bar chart of each hook's forget/retain separation score (AUROC), the chosen one highlighted.
+
+    The axis starts at chance (0.5; lower only if a score or interval is below it, with chance
+    dashed), so bar heights compare honestly; ``intervals``
+    (``{hook: (low, high)}``, e.g. :attr:`SelectionResult.layer_score_intervals`) are drawn as
+    error bars, showing whether the chosen layer's lead is larger than the scores' own spread;
+    ``interval_label`` names them under the axis.
+    """
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     names = list(scores)
+    values = [scores[n] for n in names]
     colors = ["tab:red" if n == chosen else "tab:gray" for n in names]
-    ax.bar(range(len(names)), [scores[n] for n in names], color=colors)
+    intervals = {n: intervals[n] for n in names if n in intervals} if intervals else {}
+    yerr = None
+    if intervals:
+        lows = [max(0.0, v - intervals[n][0]) if n in intervals else 0.0 for n, v in zip(names, values)]
+        highs = [max(0.0, intervals[n][1] - v) if n in intervals else 0.0 for n, v in zip(names, values)]
+        yerr = [lows, highs]
+    ax.bar(range(len(names)), values, color=colors, yerr=yerr, capsize=4, error_kw={"elinewidth": 1})
     ax.set_xticks(range(len(names)), [n.split(".")[1] if n.startswith("blocks.") else n for n in names])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("AUROC forget vs retain")
-    lo = min(scores.values())
-    ax.set_ylim(max(0.0, lo - 0.05), 1.0)
+    ax.set_xlabel(f"layer (error bars: {interval_label})" if intervals else "layer")
+    ax.set_ylabel("AUROC forget vs retain (0.5 = chance)", fontsize=9)
+    lowest = min([*values, *(lo for lo, _ in intervals.values())])
+    if lowest < 0.5:  # worse than chance somewhere: show where chance is
+        ax.axhline(0.5, ls="--", lw=1, c="black", alpha=0.6)
+    ax.set_ylim(min(0.5, lowest - 0.02), 1.01)
     ax.set_title(f"{title} (chosen: {chosen})", fontsize=10)
     fig.tight_layout()
     return fig

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import html
-
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 from matplotlib.figure import Figure
+
+from sae_unlearn.viz.tables import table_html
+
+__all__ = ["FigurePanel", "table_html"]  # table_html lives in viz (usable without widgets)
 
 
 class FigurePanel(widgets.Output):
@@ -24,12 +26,3 @@ class FigurePanel(widgets.Output):
         with self:
             display(fig)
         plt.close(fig)
-
-
-def table_html(header: list[str], rows: list[list[object]]) -> str:
-    """A small HTML table (cells escaped)."""
-    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
