@@ -45,7 +45,7 @@ def main() -> None:
         rows.append((name, "original", original, ""))
         rows.append((name, "retain oracle", knowledge_metrics(load_model(oracle_dir, device="cpu"), data.split), ""))
         with tempfile.TemporaryDirectory() as tmp:
-            stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), k=64, progress=False)
+            stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
         note = f"layer {stage.selection.layer}, rank {stage.subspaces.relevant.rank}/{stage.subspaces.irrelevant.rank}"
         for method in ("rmu", "sspu"):
             m, result = unlearn(method, model_dir, data, stage, device="cpu", progress=False)

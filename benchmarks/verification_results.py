@@ -40,7 +40,7 @@ def main() -> None:
         print(f"{name}: oracle measured in {time.perf_counter() - t:.1f}s")
         variants = {"original": model, "retain oracle": oracle_m}  # the oracle's measurement, not measured again
         with tempfile.TemporaryDirectory() as tmp:
-            stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), k=64, progress=False)
+            stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
         for method in ("rmu", "sspu"):
             variants[method.upper()], _ = unlearn(method, model_dir, data, stage, device="cpu", progress=False)
         for variant, m in variants.items():

@@ -26,7 +26,7 @@ def main(names: list[str]) -> None:
             model = load_zoo_model(name, oracle=oracle, device="cpu", progress=False)
             f = evaluate_knowledge(model, split.forget)
             r = evaluate_knowledge(model, split.retain)
-            acc = (lambda x: f"{x.accuracy:.3f}") if split.forget[0].target else (lambda x: "n/a")
+            acc = (lambda x: f"{x.exact_match:.3f}") if split.forget[0].target else (lambda x: "n/a")
             build_s = zoo_card(name, oracle)["build_seconds"]
             print(
                 f"| {name} | {'oracle' if oracle else 'model'} | {acc(f)} | {acc(r)} | "

@@ -25,7 +25,7 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         if f.type in (bool, "bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
         else:
-            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            typ = {"int": int, "float": float, "str": str}.get(str(f.type).removesuffix(" | None"), str)
             parser.add_argument(flag, type=typ, default=f.default, help=docs.get(f.name))
 
 
@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "demo":
         kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}
+        if args.k is not None:
+            print("warning: --k is deprecated; use --n-latents", file=sys.stderr)
         try:
-            config = DemoConfig(**kwargs)
-        except ValueError as e:
+            config = DemoConfig(**kwargs)  # every option is checked here, before any work
+        except (ValueError, TypeError) as e:
             parser.error(str(e))
         report = run_demo(config)
         print(format_report(report))

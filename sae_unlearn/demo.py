@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from sae_unlearn.atomic import write_json_atomic
 from sae_unlearn.export import export_model
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, encode_batched
-from sae_unlearn.selection import top_activating_contexts
-from sae_unlearn.utils import write_json_atomic
+from sae_unlearn.selection import SCORERS, top_activating_contexts
+from sae_unlearn.selection.latents import Scorer
+from sae_unlearn.unlearning import UnlearningConfig
+from sae_unlearn.utils import DictConfig, renamed_keyword, resolve_device, run_environment
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 from sae_unlearn.viz import plot_latent_firing, plot_layer_scores, plot_norms_per_layer, plot_principal_angles
 
@@ -33,8 +36,8 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class DemoConfig:
-    """Options of the demo job."""
+class DemoConfig(DictConfig):
+    """Options of the demo job (all checked before any work starts)."""
 
     out: str = "demo_out"
     """Folder for report.json and figures (created if missing)."""
@@ -44,22 +47,51 @@ class DemoConfig:
     """``auto`` (GPU when present), ``cpu`` or ``cuda``."""
     batch_size: int = 64
     """Texts per forward pass when capturing and answering."""
-    k: int = 64
+    n_latents: int = 64
     """Relevant and irrelevant latents to select."""
-    scorer: str = "squared_mean_ratio"
+    scorer: Scorer = "squared_mean_ratio"
     """Latent scorer: frequency_ratio, mean_diff or squared_mean_ratio."""
     sae_training_samples: int = 200_000
     """Tokens each SAE is trained on."""
-    steps: int = DEFAULT_UNLEARNING["steps"]
+    steps: int = int(DEFAULT_UNLEARNING["steps"])
     """Unlearning optimiser steps (SSPU and RMU alike)."""
     progress: bool = True
     """Show progress bars."""
+    k: int | None = None
+    """Deprecated name of ``n_latents``."""
 
     def __post_init__(self) -> None:
+        if self.k is not None:
+            self.n_latents, self.k = renamed_keyword("k", "n_latents", self.k, self.n_latents, 64, stacklevel=4), None
+        super().__post_init__()
         if self.model not in ZOO:
             raise ValueError(f"model={self.model!r} is not a zoo model; choose one of {sorted(ZOO)}.")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1.")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"scorer={self.scorer!r}; choose one of {SCORERS}.")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"out={self.out!r} is a file; choose a folder.")
+        resolve_device(self.device)
+        fit = self.sae_fit_config()
+        d_sae = fit.expansion_factor * ZOO[self.model].arch.d_model
+        if not 1 <= self.n_latents <= d_sae:
+            raise ValueError(f"n_latents={self.n_latents} must be in [1, d_sae={d_sae}] (the SAEs' width).")
+        UnlearningConfig.from_dict(self.unlearning_settings())  # steps and the rest, checked now
+
+    def sae_fit_config(self) -> SAEFitConfig:
+        """The SAE settings of the demo."""
+        return SAEFitConfig(training_samples=self.sae_training_samples, device=self.device)
+
+    def unlearning_settings(self) -> dict:
+        """The unlearning settings shared by SSPU and RMU (the hook is added once selected)."""
+        return {**DEFAULT_UNLEARNING, "steps": self.steps}
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.pop("k")
+        return d
 
 
 def run_demo(config: DemoConfig) -> dict:
@@ -68,7 +100,7 @@ def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
-    report: dict = {"config": asdict(config)}
+    report: dict = {"config": config.to_dict(), "environment": run_environment()}
 
     t = time.perf_counter()
     model_dir = zoo_model_path(config.model, oracle=False, progress=config.progress)
@@ -98,8 +130,8 @@ def run_demo(config: DemoConfig) -> dict:
         model,
         data,
         out,
-        SAEFitConfig(training_samples=config.sae_training_samples, device=config.device),
-        k=config.k,
+        config.sae_fit_config(),
+        n_latents=config.n_latents,
         scorer=config.scorer,
         batch_size=config.batch_size,
         progress=config.progress,
@@ -108,17 +140,18 @@ def run_demo(config: DemoConfig) -> dict:
     report["capture"] = _capture_report(stage, data)
     texts = data.forget_texts + data.retain_texts
     ce = ce_loss_recovered(model, stage.fit.saes, texts[:: max(1, len(texts) // 300)])
+    saes_dir = stage.fit.path
+    assert saes_dir is not None  # fitted into `out`
     report["sae"] = {
-        h: stage.fit.stats[h].to_dict()
-        | {"ce_loss_recovered": ce[h]["ce_loss_recovered"], "path": str(stage.fit.path / h)}
+        h: stage.fit.stats[h].to_dict() | {"ce_loss_recovered": ce[h]["ce_loss_recovered"], "path": str(saes_dir / h)}
         for h in stage.fit.hooks
     }
     report["selection"] = _selection_report(stage, model, config)
     report["subspace"] = stage.subspaces.diagnostics()
 
     t = time.perf_counter()
-    settings = {"steps": config.steps}
-    report["unlearning"] = {"settings": {**DEFAULT_UNLEARNING, **settings, "hook": stage.selection.hook}}
+    settings = config.unlearning_settings()
+    report["unlearning"] = {"settings": {**settings, "hook": stage.selection.hook}}
     unlearned = {}
     for method in ("rmu", "sspu"):
         m, result = unlearn(method, model_dir, data, stage, settings, device=config.device, progress=config.progress)
@@ -147,8 +180,8 @@ def run_demo(config: DemoConfig) -> dict:
             "hook": stage.selection.hook,
             "layer": stage.selection.layer,
             "latents": {
-                "relevant": [int(i) for i in stage.selection.selection.relevant],
-                "irrelevant": [int(i) for i in stage.selection.selection.irrelevant],
+                "relevant": [int(i) for i in stage.selection.latents.relevant],
+                "irrelevant": [int(i) for i in stage.selection.latents.irrelevant],
                 "scorer": config.scorer,
             },
             "subspace": report["subspace"] | {"principal_angles_deg": None},
@@ -217,7 +250,7 @@ def _capture_report(stage, data) -> dict:
 def _selection_report(stage, model, config) -> dict:
     result = stage.selection
     z = encode_batched(stage.fit.saes[result.hook], stage.store[result.hook])
-    summary = result.selection.summary()
+    summary = result.latents.summary()
     for row in summary["relevant"][:8] + summary["irrelevant"][:4]:
         row["top_contexts"] = [
             c.render()
@@ -228,9 +261,10 @@ def _selection_report(stage, model, config) -> dict:
         "hook": result.hook,
         "scorer": config.scorer,
         "layer_scores": result.layer_scores,
+        "layer_score_intervals": {h: list(iv) for h, iv in result.layer_score_intervals.items()},
         "relevant_latents": summary["relevant"],
         "irrelevant_latents": summary["irrelevant"],
-        "relevant_firing": result.selection.firing_contrast(),
+        "relevant_firing": result.latents.firing_contrast(),
     }
 
 
@@ -242,7 +276,9 @@ def _figures(out: Path, report: dict, stage, config) -> dict[str, str]:
             {i: cap["retain"]["mean_norm"][h] for i, h in enumerate(hooks)},
             title=f"{config.model}: mean resid_post norm",
         ),
-        "layer_scores": plot_layer_scores(stage.selection.layer_scores, stage.selection.hook),
+        "layer_scores": plot_layer_scores(
+            stage.selection.layer_scores, stage.selection.hook, intervals=stage.selection.layer_score_intervals
+        ),
         "latent_firing": plot_latent_firing(
             [r["latent"] for r in sel["relevant_latents"]],
             [r["freq_forget"] for r in sel["relevant_latents"]],

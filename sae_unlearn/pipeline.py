@@ -21,9 +21,11 @@ from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
 from sae_unlearn.models import HookedModel, load_model, resid_post
 from sae_unlearn.models.zoo import ZOO, zoo_split
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes
-from sae_unlearn.selection import SelectionResult, select_layer_and_latents
+from sae_unlearn.selection import SCORERS, SelectionResult, select_layer_and_latents
+from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.subspaces import SubspacePair, build_subspaces
 from sae_unlearn.unlearning import UnlearningMethod, UnlearningResult, get_method
+from sae_unlearn.utils import check_forget_retain, renamed_keyword
 
 #: Unlearning settings used by the demo and the results table (same budget for every method).
 DEFAULT_UNLEARNING = {"steps": 250, "lr": 5e-3, "steering_scale": 2.0, "alpha": 10.0, "batch_size": 16}
@@ -82,20 +84,36 @@ def sae_stage(
     data: PipelineData,
     out_dir: str | Path | None,
     fit_config: SAEFitConfig | None = None,
-    k: int = 64,
-    scorer: str = "squared_mean_ratio",
+    n_latents: int = 64,
+    scorer: Scorer = "squared_mean_ratio",
     batch_size: int = 64,
     progress: bool = True,
+    *,
+    k: int | None = None,
 ) -> SAEStage:
-    """SSPU stages 1-3: capture every layer once, fit SAEs, select layer and latents, build subspaces."""
+    """SSPU stages 1-3: capture every layer once, fit SAEs, select layer and latents, build subspaces.
+
+    ``n_latents`` relevant and irrelevant latents are selected (``k`` is its deprecated name);
+    forget and retain texts are checked first (lists, non-empty, no text on both sides).
+    """
+    n_latents = renamed_keyword("k", "n_latents", k, n_latents, 64)
+    check_forget_retain(data.forget_texts, data.retain_texts)
+    if isinstance(n_latents, bool) or not isinstance(n_latents, int) or n_latents < 1:
+        raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer={scorer!r}; choose one of {SCORERS}.")
+    fit_config = fit_config or SAEFitConfig()
+    d_sae = fit_config.expansion_factor * model.d_model
+    if n_latents > d_sae:
+        raise ValueError(f"n_latents={n_latents} is more than the SAEs will have (d_sae={d_sae}); lower it.")
     hooks = [resid_post(layer) for layer in range(model.n_layers)]
     store = capture_activations(
         model, data.forget_texts + data.retain_texts, hooks, batch_size=batch_size, progress=progress
     )
     forget_mask = store.seq_index < len(data.forget_texts)
-    fit = fit_saes(store, hooks, fit_config or SAEFitConfig(), out_dir=out_dir, model_name=data.name, progress=progress)
-    result = select_layer_and_latents(fit.saes, store, forget_mask, k=k, scorer=scorer)
-    sel = result.selection
+    fit = fit_saes(store, hooks, fit_config, out_dir=out_dir, model_name=data.name, progress=progress)
+    result = select_layer_and_latents(fit.saes, store, forget_mask, n_latents, scorer=scorer, model_name=data.name)
+    sel = result.latents
     pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)
     return SAEStage(store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair)
 

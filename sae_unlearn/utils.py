@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, devices, hashing, cache folders and atomic writes.
+"""Small shared helpers: seeding, devices, hashing, cache folders (atomic writes: :mod:`sae_unlearn.atomic`).
 
 Nothing here holds global state: seeds are passed explicitly and every helper is a
 pure function or a context manager that restores what it changed.
@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
-import shutil
-import tempfile
-from collections.abc import Iterator
+import types
+import typing
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,19 @@ CACHE_ENV = "SAE_UNLEARN_CACHE"
 
 
 class DictConfig:
-    """Mixin for config dataclasses: ``to_dict`` / ``from_dict`` so a run is saved next to its artefacts.
+    """Mixin for config dataclasses: field checks, and ``to_dict`` / ``from_dict`` so a run is saved
+    next to its artefacts.
 
-    ``from_dict`` ignores unknown keys (a config saved by a newer version still loads) and runs the
-    class's ``__post_init__`` validation.
+    ``__post_init__`` checks every field against its annotation (``int``, ``float``, ``str``,
+    ``bool``, ``Literal[...]``, ``X | None``, ``list[str]``, ``tuple[int, ...]``) and that floats are
+    finite, so ``steps="20"`` or ``alpha=nan`` fail at once with the field's name and a fix, not
+    minutes later or blamed on another setting. Subclasses with their own ``__post_init__`` call
+    ``super().__post_init__()`` first. ``from_dict`` ignores unknown keys (a config saved by a newer
+    version still loads) and runs the same validation.
     """
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def to_dict(self) -> dict:
         return asdict(self)  # type: ignore[call-overload]
@@ -37,6 +47,150 @@ class DictConfig:
     def from_dict(cls, d: dict):  # noqa: ANN206 - returns an instance of the subclass
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _matches(value: Any, hint: Any) -> bool | None:
+    """Whether ``value`` fits ``hint``; ``None`` when the hint is not one this check understands."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin is typing.Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        results = [_matches(value, a) for a in args]
+        return True if any(results) else (None if None in results else False)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) and args:
+        if not isinstance(value, list | tuple):
+            return False
+        item = args[0]
+        return all(_matches(v, item) is not False for v in value)
+    return None
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "None"
+    if origin in (list, tuple):
+        return f"a {origin.__name__} of {_describe(args[0])}" if args else f"a {origin.__name__}"
+    name = getattr(hint, "__name__", str(hint))
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def check_fields(config: Any) -> None:
+    """Check a dataclass's field values against their annotations and that floats are finite.
+
+    Raises ``TypeError`` (wrong type, e.g. ``steps='20'``) or ``ValueError`` (``nan``/``inf``),
+    naming the class, the field, the value and the fix.
+    """
+    cls = type(config)
+    hints = typing.get_type_hints(cls)
+    for f in fields(config):
+        value, hint = getattr(config, f.name), hints.get(f.name)
+        if hint is None:
+            continue
+        ok = _matches(value, hint)
+        if ok is False:
+            fix = ""
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    fix = f"; e.g. {f.name}={(int(value) if value.strip().lstrip('-').isdigit() else float(value))!r}"
+            raise TypeError(
+                f"{cls.__name__}.{f.name}={value!r} must be {_describe(hint)} (got {type(value).__name__}){fix}."
+            )
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{cls.__name__}.{f.name}={value!r} must be a finite number.")
+
+
+def as_text_list(texts: Any, what: str = "texts") -> list[str]:
+    """``texts`` as a list of strings; a single ``str`` (a common slip: it would be read as one text
+    per character) or non-string items raise ``TypeError`` naming the value and the fix."""
+    if isinstance(texts, str):
+        raise TypeError(
+            f"{what} is a single string ({_short(texts)}), not a list of texts; it would be read one "
+            f"character at a time. Pass a list, e.g. [{_short(texts)}]."
+        )
+    if isinstance(texts, bytes) or not isinstance(texts, Sequence | Iterable):
+        raise TypeError(f"{what} must be a list of strings, not {type(texts).__name__}.")
+    out = list(texts)
+    bad = [(i, t) for i, t in enumerate(out) if not isinstance(t, str)]
+    if bad:
+        i, t = bad[0]
+        raise TypeError(f"{what}[{i}] is a {type(t).__name__} ({t!r:.60}), not a string; {len(bad)} such item(s).")
+    return out
+
+
+def _short(text: str, n: int = 40) -> str:
+    return repr(text if len(text) <= n else text[:n] + "…")
+
+
+def check_forget_retain(forget: Any, retain: Any) -> tuple[list[str], list[str]]:
+    """Validate an unlearning data set; return both as lists.
+
+    Raises when either is a single string or empty, holds an empty or whitespace-only text (it
+    carries nothing to forget, yet still moves the weights), or when a text is in both sets
+    (unlearning would be told to forget and keep the same text).
+    """
+    forget, retain = as_text_list(forget, "forget texts"), as_text_list(retain, "retain texts")
+    for what, texts in (("forget", forget), ("retain", retain)):
+        if not texts:
+            raise ValueError(f"the {what} set is empty; unlearning needs forget and retain texts.")
+        blank = [i for i, t in enumerate(texts) if not t.strip()]
+        if blank:
+            raise ValueError(
+                f"{len(blank)} {what} text(s) are empty or whitespace only (e.g. index {blank[0]}); remove them."
+            )
+    overlap = set(forget) & set(retain)
+    if overlap:
+        example = _short(sorted(overlap)[0])
+        raise ValueError(
+            f"{len(overlap)} text(s) are in both the forget and the retain set (e.g. {example}); "
+            "unlearning cannot forget and keep the same text. Remove them from one side."
+        )
+    return forget, retain
+
+
+def renamed_keyword(old: str, new: str, old_value: Any, new_value: Any, default: Any, stacklevel: int = 3) -> Any:
+    """The value of a keyword renamed from ``old`` to ``new`` (kept one release with a warning).
+
+    Returns ``new_value`` unless the caller passed the old keyword (``old_value`` not ``None``);
+    then warns ``DeprecationWarning`` and returns ``old_value``. Passing both raises ``TypeError``.
+    """
+    if old_value is None:
+        return new_value
+    if new_value != default:
+        raise TypeError(f"pass either {new}= or its deprecated name {old}=, not both.")
+    warnings.warn(f"{old}= is deprecated; use {new}= (same meaning).", DeprecationWarning, stacklevel=stacklevel)
+    return old_value
+
+
+def run_environment() -> dict:
+    """What decides bit-level reproducibility besides the seed: torch version and CPU thread count.
+
+    The same seed gives the same models, SAEs and numbers only with the same thread count (CPU
+    reductions split their sums by thread; 1 vs 2 threads changes the last bits and so every
+    hash). Reports and cards record this next to the seed.
+    """
+    return {
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+    }
 
 
 def cache_dir() -> Path:
@@ -125,56 +279,6 @@ def hash_directory(path: str | Path, length: int = 16) -> str:
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Write a directory atomically: yield a temporary sibling, rename it onto ``target`` on success.
-
-    An exception inside the block removes the temporary folder and leaves ``target`` untouched,
-    so a reader never sees a half-written directory.
-    """
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass overwrite=True or choose another path.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON through a temporary file and ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-@contextlib.contextmanager
 def preserved_parameters(params: dict[str, torch.nn.Parameter]) -> Iterator[dict[str, torch.nn.Parameter]]:
     """Inside the block the parameters may be changed freely; on exit (also on error) their
     values, ``requires_grad`` flags and gradients are put back as they were on entry."""
@@ -198,9 +302,17 @@ def field_docs(cls: type) -> dict[str, str]:
     import textwrap
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
+    node0 = tree.body[0]
+    if not isinstance(node0, ast.ClassDef):
+        raise TypeError(f"{cls!r} is not a class defined in source.")
+    body = node0.body
     docs = {}
     for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
             docs[node.target.id] = str(nxt.value.value)
     return docs

@@ -67,4 +67,17 @@ def stage(secrets_model, tmp_path_factory):
     cfg = SAEFitConfig(training_samples=60_000)
     # The notebooks fit the same SAEs into this shared folder; whichever runs first, the other reuses it.
     out = cache_dir() / "runs" / "secrets"
-    return data, sae_stage(secrets_model, data, out, cfg, k=64, progress=False)
+    return data, sae_stage(secrets_model, data, out, cfg, n_latents=64, progress=False)
+
+
+@pytest.fixture
+def no_runtime_typecheck():
+    """Switch the test-time jaxtyping/beartype checks off for one test, so the library's own
+    run-time errors (what a user meets) are the ones tested, not the annotation checker's."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)

@@ -51,7 +51,7 @@ def lens_logprobs(model: HookedModel, h: Tensor, a: Tensor | None = None, b: Ten
     """Final norm + unembedding applied to ``h + h @ a + b`` (the plain logit lens without ``a``, ``b``)."""
     bridge = model.bridge
     dtype = next(model.hf_model.parameters()).dtype
-    mapped = h if a is None else h + h @ a + b
+    mapped = h if a is None or b is None else h + h @ a + b
     mapped = mapped.to(model.device, dtype)
     return torch.log_softmax(bridge.unembed(bridge.ln_final(mapped)).float(), -1)
 
@@ -95,7 +95,8 @@ def truth_probe(
     first = torch.isin(tr_c.seq, torch.tensor([0, *accumulate(tr_sizes)][:-1]))
     train_acts, train_target = {h: tr_c.acts[h][first] for h in hooks}, tr_c.target[first]
     d = model.d_model
-    per_layer, train_per_layer = {}, {}
+    per_layer: dict[int, float] = {}
+    train_per_layer: dict[int, float] = {}
     for layer, h in enumerate(hooks):
         with seeded(seed), torch.enable_grad():
             a = torch.zeros(d, d, requires_grad=True)

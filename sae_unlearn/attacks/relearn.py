@@ -35,7 +35,9 @@ class RelearnConfig(DictConfig):
     """Seed of the batch order."""
 
     def __post_init__(self) -> None:
-        self.steps = tuple(sorted({int(s) for s in self.steps}))
+        self.steps = tuple(self.steps) if isinstance(self.steps, list | tuple) else self.steps
+        super().__post_init__()
+        self.steps = tuple(sorted(set(self.steps)))
         if not self.steps or self.steps[0] < 0:
             raise ValueError(f"steps={self.steps}: give non-negative step counts, e.g. (0, 10, 50).")
         if self.lr <= 0 or self.batch_size < 1:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from sae_unlearn.capture.store import ActivationStore, ShardWriter
 from sae_unlearn.models.loading import HookedModel
-from sae_unlearn.utils import stable_hash
+from sae_unlearn.utils import as_text_list, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ def iter_activations(
         start_batch: skip the first batches (resuming a capture).
         progress: show a progress bar.
     """
+    texts = as_text_list(texts)
     if isinstance(hooks, str):
         hooks = [hooks]
     hooks = model.validate_hooks(list(hooks))
@@ -178,7 +179,11 @@ def capture_activations(
     safetensors shards of about ``shard_tokens`` rows under a folder keyed by the model, texts,
     hooks and options: asking again returns the cached store without running the model, and
     an interrupted capture resumes after its last complete shard.
+
+    ``texts`` must be a list (a single string raises ``TypeError``); a text longer than the
+    model's context raises ``ValueError`` unless ``max_length`` truncates.
     """
+    texts = as_text_list(texts)
     if isinstance(hooks, str):
         hooks = [hooks]
     hooks = model.validate_hooks(list(hooks))

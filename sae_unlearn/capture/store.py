@@ -9,7 +9,6 @@ shard by shard, recording progress in the manifest so that an interrupted captur
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -17,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from sae_unlearn.utils import seeded_generator, write_json_atomic
+from sae_unlearn.atomic import read_json, write_json_atomic
+from sae_unlearn.utils import seeded_generator
 
 if TYPE_CHECKING:
     from sae_unlearn.capture.capture import ActivationBatch
@@ -60,7 +60,7 @@ class ActivationStore:
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{folder} holds no activation cache ({MANIFEST} missing).")
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path, "activation cache manifest")
         if not manifest.get("complete"):
             raise ValueError(f"activation cache {folder} is incomplete; run the capture again to resume it.")
         return cls(manifest["hooks"], files=[folder / s["file"] for s in manifest["shards"]])
@@ -70,13 +70,22 @@ class ActivationStore:
     def on_disk(self) -> bool:
         return self._files is not None
 
+    @property
+    def n_shards(self) -> int:
+        """How many shards hold the rows (one for an in-memory store)."""
+        return len(self._files) if self._files is not None else len(self._shards or [])
+
+    def shard(self, i: int) -> dict[str, Tensor]:
+        """Shard ``i`` as a dict of hook name / metadata key → tensor (read from disk if stored there)."""
+        if self._files is not None:
+            return load_file(self._files[i])
+        assert self._shards is not None  # exactly one of the two is set (__init__)
+        return self._shards[i]
+
     def iter_shards(self) -> Iterator[dict[str, Tensor]]:
         """Each shard as a dict of hook name / metadata key → tensor (one shard in memory at a time)."""
-        if self._shards is not None:
-            yield from self._shards
-        else:
-            for f in self._files:
-                yield load_file(f)
+        for i in range(self.n_shards):
+            yield self.shard(i)
 
     def _check_hook(self, hook: str) -> None:
         if hook not in self.hooks:
@@ -105,6 +114,24 @@ class ActivationStore:
     @property
     def n_tokens(self) -> int:
         return sum(int(s["token_ids"].shape[0]) for s in self.iter_shards())
+
+    def check_row_mask(self, mask: Tensor, name: str = "forget_mask") -> Bool[Tensor, " n_tokens"]:
+        """Check a boolean mask with one flag per row (e.g. which rows are forget tokens); return it.
+
+        An integer 0/1 mask raises ``TypeError``: used to index it would pick rows 0 and 1 over
+        and over instead of selecting the flagged rows.
+        """
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise TypeError(
+                f"{name} must be a bool tensor, not {getattr(mask, 'dtype', type(mask).__name__)}: an integer 0/1 "
+                f"mask would index rows instead of selecting them. Use {name}.bool(), or build it as "
+                "store.seq_index < len(forget_texts)."
+            )
+        if mask.ndim != 1 or mask.shape[0] != self.n_tokens:
+            raise ValueError(
+                f"{name} has shape {tuple(mask.shape)} but the store holds {self.n_tokens} rows; give one flag per row."
+            )
+        return mask
 
     def mean_norm(self, hook: str) -> float:
         """Mean L2 norm of the rows of ``hook`` (streamed over shards)."""
@@ -142,7 +169,7 @@ class ActivationStore:
                 f"batch_size={batch_size} with drop_last needs at least that many rows, but the store holds "
                 f"{self.n_tokens}; capture more text or lower the batch size."
             )
-        n_shards = len(self._files) if self._files is not None else len(self._shards)
+        n_shards = self.n_shards
         epoch = 0
         while epochs is None or epoch < epochs:
             gen = seeded_generator(seed * 1_000_003 + epoch)
@@ -150,7 +177,7 @@ class ActivationStore:
             pending: list[dict[str, Tensor]] = []
             n_pending = 0
             for i in order:
-                shard = load_file(self._files[i]) if self._files is not None else self._shards[i]
+                shard = self.shard(i)
                 n = shard[hooks[0]].shape[0]
                 idx = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
                 pending.append({h: shard[h][idx] for h in hooks})
@@ -167,7 +194,7 @@ class ActivationStore:
             epoch += 1
 
     def __repr__(self) -> str:
-        where = f"{len(self._files)} shards on disk" if self.on_disk else "in memory"
+        where = f"{self.n_shards} shards on disk" if self.on_disk else "in memory"
         return f"ActivationStore(hooks={self.hooks}, n_tokens={self.n_tokens}, {where})"
 
 
@@ -195,7 +222,7 @@ class ShardWriter:
 
     def _read_manifest(self) -> dict | None:
         path = self.folder / MANIFEST
-        return json.loads(path.read_text()) if path.is_file() else None
+        return read_json(path, "activation cache manifest") if path.is_file() else None
 
     @property
     def complete(self) -> bool:
@@ -215,7 +242,7 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        shard = ActivationStore.from_batches(self._buffer, self.hooks)._shards[0]
+        shard = ActivationStore.from_batches(self._buffer, self.hooks).shard(0)
         name = f"shard_{len(self.manifest['shards']):05d}.safetensors"
         tmp = self.folder / f".{name}.tmp"
         save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp))

@@ -175,6 +175,7 @@ class SecretsConfig(DictConfig):
     """Seed for names, attributes, passcodes and which people are forgotten."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         max_people = len(FIRST_NAMES) * len(LAST_NAMES)
         if not 2 <= self.n_people <= max_people:
             raise ValueError(f"n_people={self.n_people} must be in [2, {max_people}].")

@@ -146,27 +146,6 @@ def load_perturbed(source: str | Path | None = None) -> dict[tuple[int, str], di
     return {(int(r["author"]), r["question"].strip()): r for r in rows if "author" in r}
 
 
-def load_tofu_probe_set(source: str | Path | None = None, name: str = "world_facts") -> list[QAPair]:
-    """TOFU's general-knowledge utility sets (``real_authors`` or ``world_facts``) as QA items.
-
-    The short answer is the target; TOFU scores the truth ratio with the short answer against
-    its perturbed answers.
-    """
-    if name not in ("real_authors", "world_facts"):
-        raise ValueError(f"name={name!r}; TOFU's utility sets are 'real_authors' and 'world_facts'.")
-    rows = load_tofu_rows(source, file=f"{name}.jsonl")
-    return [
-        QAPair(
-            prompt=PROMPT_TEMPLATE.format(question=r["question"]),
-            answer=" " + r["answer"].strip(),
-            subject=name,
-            target=r["answer"].strip(),
-            perturbed_answers=tuple(" " + a.strip() for a in r.get("perturbed_answer", [])),
-        )
-        for r in rows
-    ]
-
-
 def relearn_split(items: Sequence[QAPair], fraction: float = 0.5) -> tuple[list[str], list[QAPair]]:
     """Benign-relearning data for TOFU-style QA: per subject, the first ``fraction`` of its
     questions become relearning text and the rest are the held-out facts that are evaluated."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from sae_unlearn.data.splits import QAPair
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.utils import as_text_list
 
 #: ROUGE-L recall at which a free-form answer (no exact target) counts as knowing the fact.
 ROUGE_KNOWN = 0.5
@@ -54,9 +56,22 @@ class KnowledgeResult:
         return sum(self.known) / max(1, len(self.known))
 
     @property
-    def accuracy(self) -> float:
-        """Fraction of items whose greedy answer states the target value."""
+    def exact_match(self) -> float:
+        """Fraction of items whose greedy answer states the exact target value (0 on splits
+        without targets, e.g. TOFU). Reports call :attr:`known_fraction` "accuracy"."""
         return sum(self.correct) / max(1, len(self.correct))
+
+    @property
+    def accuracy(self) -> float:
+        """Deprecated: it meant :attr:`exact_match`, while "accuracy" everywhere else (reports,
+        verification) is :attr:`known_fraction`. Use one of those."""
+        warnings.warn(
+            "KnowledgeResult.accuracy is deprecated: use .known_fraction (what reports call accuracy) or "
+            ".exact_match (exact-target hits; this property's old meaning).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.exact_match
 
     @property
     def mean_rouge_l_recall(self) -> float:
@@ -71,17 +86,41 @@ def greedy_answers(
     batch_size: int = 64,
     progress: bool = False,
 ) -> list[str]:
-    """Greedy continuations of ``prompts`` (special tokens dropped), batched with left padding."""
+    """Greedy continuations of ``prompts`` (special tokens dropped), batched with left padding.
+
+    A prompt longer than the model's context raises ``ValueError``; one whose answer would run past
+    the context (prompt tokens + ``max_new_tokens`` > ``n_ctx``) is answered, with a ``UserWarning``
+    (the model still generates there, untrained, and the first answer tokens are usually what is
+    scored).
+    """
+    prompts = as_text_list(prompts, "prompts")
     if len(prompts) == 0:
         return []
     tok = model.tokenizer
     old_side = tok.padding_side
     tok.padding_side = "left"
     out: list[str] = []
+    warned = False
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="answering", disable=not progress):
             enc = tok(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True).to(model.device)
-            gen = model.hf_model.generate(
+            longest = int(enc["attention_mask"].sum(1).max())
+            i = start + int(enc["attention_mask"].sum(1).argmax())
+            if longest > model.n_ctx:
+                raise ValueError(
+                    f"prompt {i} ({prompts[i][:40]!r}…) has {longest} tokens, more than the model's context of "
+                    f"{model.n_ctx}; shorten it."
+                )
+            if longest + max_new_tokens > model.n_ctx and not warned:
+                warnings.warn(
+                    f"prompt {i} ({prompts[i][:40]!r}…) has {longest} tokens; with max_new_tokens={max_new_tokens} its "
+                    f"answer runs past the model's context of {model.n_ctx}, where the model was never trained. "
+                    "Shorten the prompt or lower max_new_tokens if those tokens matter.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                warned = True
+            gen = model.hf_model.generate(  # type: ignore[operator]  # nn.Module.__getattr__ hides generate
                 **enc,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from jaxtyping import Float, Int
@@ -73,6 +76,11 @@ class HookedModel:
         return int(self.bridge.cfg.d_model)
 
     @property
+    def n_ctx(self) -> int:
+        """Context length: the most tokens (BOS included) one text may have."""
+        return int(self.bridge.cfg.n_ctx)
+
+    @property
     def device(self) -> torch.device:
         return next(self.hf_model.parameters()).device
 
@@ -94,11 +102,17 @@ class HookedModel:
 
     # ------------------------------------------------------------ tokenising
     def tokenize(self, texts: list[str] | str, max_length: int | None = None) -> TokenBatch:
-        """Tokenize texts (BOS prepended when the tokenizer does so), right-padded."""
+        """Tokenize texts (BOS prepended when the tokenizer does so), right-padded.
+
+        A text longer than the model's context (:attr:`n_ctx`) raises ``ValueError`` naming it,
+        unless ``max_length`` asks for truncation (it must be at most ``n_ctx``).
+        """
         if isinstance(texts, str):
             texts = [texts]
         if len(texts) == 0:
             raise ValueError("no texts given to tokenize.")
+        if max_length is not None and not 1 <= max_length <= self.n_ctx:
+            raise ValueError(f"max_length={max_length} must be in [1, n_ctx={self.n_ctx}].")
         tok = self.tokenizer
         old_side = tok.padding_side
         tok.padding_side = "right"
@@ -112,6 +126,13 @@ class HookedModel:
             )
         finally:
             tok.padding_side = old_side
+        if enc["input_ids"].shape[1] > self.n_ctx:
+            lengths = enc["attention_mask"].sum(1)
+            i = int(lengths.argmax())
+            raise ValueError(
+                f"text {i} ({str(texts[i])[:40]!r}…) has {int(lengths[i])} tokens, more than the model's context "
+                f"of {self.n_ctx}; shorten or split it, or pass max_length={self.n_ctx} to truncate."
+            )
         return TokenBatch(enc["input_ids"], enc["attention_mask"])
 
     # --------------------------------------------------------------- forward
@@ -150,6 +171,49 @@ def _is_local(source: str | os.PathLike) -> bool:
     return Path(source).expanduser().exists()
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _looks_like_path(source: str) -> bool:
+    """A string that can only be a file-system path, never a hub id (``org/name`` or ``name``)."""
+    return (
+        source.startswith(("/", "./", "../", "~", "\\"))
+        or source.count("/") > 1
+        or os.sep != "/" and os.sep in source
+        or not _HUB_ID.match(source)
+    )
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _check_weights(path: Path) -> None:
+    """Fail with the file's name when a safetensors weight file is truncated or corrupt.
+
+    Opening reads only the header; safetensors checks there that the tensors' byte ranges fill
+    the file exactly, so a truncated file is caught without reading the weights.
+    """
+    from safetensors import safe_open
+
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(f, framework="pt") as st:
+                st.keys()
+        except Exception as e:  # safetensors raises its own error type for every kind of damage
+            raise OSError(
+                f"{f} is damaged ({type(e).__name__}: {e}); it is truncated or corrupt. Copy or export the model again."
+            ) from None
+
+
 def load_model(
     source: str | os.PathLike,
     device: str | torch.device | None = "auto",
@@ -163,6 +227,8 @@ def load_model(
         device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda"``, …
         dtype: parameter dtype.
     """
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"source={source!r} must be a model folder or a hub name (str or Path).")
     dev = resolve_device(device)
     src = str(source)
     if _is_local(src):
@@ -173,20 +239,29 @@ def load_model(
                 "Pass a folder written by save_pretrained, a zoo model (sae_unlearn.zoo_model_path('secrets')), "
                 "or a hub name."
             )
+        _check_weights(path)
         src = str(path)
         kwargs: dict = {"local_files_only": True}
+    elif isinstance(source, os.PathLike) or _looks_like_path(src):
+        raise FileNotFoundError(f"model folder {src} not found; check the path (it is not a hub name either).")
+    elif os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise FileNotFoundError(
+            f"{src!r} is neither a local directory nor loadable from the hub (HF_HUB_OFFLINE=1). "
+            "Pass a local model directory or go online."
+        )
+    elif not hub_reachable():
+        raise ConnectionError(
+            f"{src!r} is not a local folder and the Hugging Face hub cannot be reached. Pass a local model folder, "
+            "or set HF_HUB_OFFLINE=1 to load it from the local Hugging Face cache."
+        )
     else:
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise FileNotFoundError(
-                f"{src!r} is neither a local directory nor loadable from the hub (HF_HUB_OFFLINE=1). "
-                "Pass a local model directory or go online."
-            )
         kwargs = {}
     tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     hf_model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kwargs)
-    hf_model.to(dev).eval()
+    hf_model.to(dev)  # type: ignore[arg-type]  # transformers types .to() for dtypes only
+    hf_model.eval()
     bridge = TransformerBridge.boot_transformers(src, hf_model=hf_model, tokenizer=tokenizer, device=dev, dtype=dtype)
     logger.info("loaded %s (%d layers) on %s", src, bridge.cfg.n_layers, dev)
     return HookedModel(bridge=bridge, hf_model=hf_model, tokenizer=tokenizer, source=src)

@@ -48,6 +48,7 @@ class LMTrainConfig(DictConfig):
     """Seed for the data order."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must both be >= 1.")
         if not 0.0 <= self.prompt_loss_weight <= 1.0:
@@ -122,7 +123,8 @@ def train_causal_lm(
     n = data.input_ids.shape[0]
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
     opt = torch.optim.AdamW(

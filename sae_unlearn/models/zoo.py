@@ -16,7 +16,6 @@ interrupted build resumes from its last epoch checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -26,13 +25,14 @@ from pathlib import Path
 
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from sae_unlearn.atomic import atomic_directory, read_json, write_json_atomic
 from sae_unlearn.data.secrets import SecretsConfig, SecretsCorpus
 from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.data.tofu import load_tofu_split
 from sae_unlearn.models.loading import HookedModel, load_model
 from sae_unlearn.models.tokenizer import train_bpe_tokenizer
 from sae_unlearn.models.training import LMTrainConfig, train_causal_lm
-from sae_unlearn.utils import atomic_directory, cache_dir, hash_state_dict, seeded, stable_hash, write_json_atomic
+from sae_unlearn.utils import cache_dir, hash_state_dict, run_environment, seeded, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +236,7 @@ def _build(spec: ZooSpec, data: ZooData, key: str, oracle: bool, path: Path, pro
         "losses": losses,
         "weights_sha256": hash_state_dict(model.state_dict()),
         "build_seconds": round(time.perf_counter() - t0, 1),
+        "environment": run_environment(),
     }
     with atomic_directory(path, overwrite=True) as tmp:
         model.save_pretrained(tmp)
@@ -246,7 +247,7 @@ def _build(spec: ZooSpec, data: ZooData, key: str, oracle: bool, path: Path, pro
 
 def zoo_card(name: str, oracle: bool = False) -> dict:
     """The ``zoo_card.json`` of a built zoo model (building it if needed)."""
-    return json.loads((zoo_model_path(name, oracle) / CARD_NAME).read_text())
+    return read_json(zoo_model_path(name, oracle) / CARD_NAME, "zoo card")
 
 
 def load_zoo_model(name: str, oracle: bool = False, device: str = "auto", progress: bool = True) -> HookedModel:

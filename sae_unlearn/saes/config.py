@@ -50,11 +50,14 @@ class SAEFitConfig(DictConfig):
     """``auto`` (GPU when present), ``cpu`` or ``cuda``."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.architecture not in ("topk", "standard", "jumprelu"):
             raise ValueError(f"architecture={self.architecture!r}; choose 'topk', 'standard' or 'jumprelu'.")
         for name in ("expansion_factor", "k", "batch_size", "training_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
+        if self.lr <= 0:
+            raise ValueError(f"lr={self.lr} must be > 0.")
         if self.training_samples < self.batch_size:
             raise ValueError(
                 f"training_samples={self.training_samples} is below one batch (batch_size={self.batch_size})."

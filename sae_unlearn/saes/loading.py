@@ -24,6 +24,31 @@ def sae_hook_name(sae: SAE) -> str | None:
     return getattr(sae.cfg.metadata, "hook_name", None)
 
 
+def check_sae_matches(sae: SAE, hook: str, d_in: int, model_name: str | None = None) -> None:
+    """Check an SAE against a site without a model: its recorded hook (if any) is ``hook``, its
+    input width is ``d_in``, and its recorded model (if both are known) is ``model_name``.
+
+    Raises :class:`SAEMismatchError` naming both sides and the fix.
+    """
+    own = sae_hook_name(sae)
+    if own is not None and own != hook:
+        raise SAEMismatchError(
+            f"the SAE given for {hook!r} was trained on {own!r}; pass the SAE trained on {hook!r} "
+            "(keys of the SAE dict are hook names)."
+        )
+    if sae.cfg.d_in != d_in:
+        raise SAEMismatchError(
+            f"the SAE for {hook!r} expects d_in={sae.cfg.d_in} but the activations there are {d_in} wide; "
+            f"use an SAE trained on this model (d_in={d_in})."
+        )
+    own_model = getattr(sae.cfg.metadata, "model_name", None)
+    if model_name and own_model and own_model != model_name:
+        raise SAEMismatchError(
+            f"the SAE for {hook!r} was trained on model {own_model!r}, not {model_name!r}; "
+            "use an SAE fitted on this model."
+        )
+
+
 def check_sae_fits(model: HookedModel, sae: SAE, hook: str | None = None) -> str:
     """Check ``sae`` can be used at ``hook`` (default: its own metadata hook); return the hook."""
     own = sae_hook_name(sae)

@@ -9,7 +9,7 @@ from sae_unlearn.selection.latents import (
     score_latents,
     select_latents,
 )
-from sae_unlearn.selection.layers import SelectionResult, auroc, select_layer_and_latents
+from sae_unlearn.selection.layers import SelectionResult, auroc, auroc_interval, select_layer_and_latents
 
 __all__ = [
     "SCORERS",
@@ -18,6 +18,7 @@ __all__ = [
     "SelectionResult",
     "TokenContext",
     "auroc",
+    "auroc_interval",
     "latent_stats",
     "latents_on_text",
     "score_latents",

@@ -15,12 +15,15 @@ A threshold can replace or cap top-k. All functions are pure, on tensors.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from sae_unlearn.utils import renamed_keyword
 
 Scorer = Literal["frequency_ratio", "mean_diff", "squared_mean_ratio"]
 SCORERS: tuple[str, ...] = ("frequency_ratio", "mean_diff", "squared_mean_ratio")
@@ -124,34 +127,62 @@ class LatentSelection:
 
 def select_latents(
     stats: LatentStats,
-    k: int = 32,
+    n_latents: int = 32,
     scorer: Scorer = "squared_mean_ratio",
     threshold: float | None = None,
     hook: str = "",
+    *,
+    k: int | None = None,
 ) -> LatentSelection:
-    """Top-k forget-relevant and bottom-k forget-irrelevant latents.
+    """Top forget-relevant and bottom forget-irrelevant latents.
+
+    Relevant latents must fire on forget data and score above 0 (more active on forget than on
+    retain data); when fewer than ``n_latents`` qualify, only those are returned and a
+    ``UserWarning`` says so (a latent that is not forget-specific must not steer unlearning).
 
     Args:
         stats: from :func:`latent_stats`.
-        k: how many latents on each side (at most).
+        n_latents: how many latents on each side (at most); at most the SAE's width.
         scorer: see the module docstring.
         threshold: if given, relevant latents must score at least this (irrelevant at most
-            ``-threshold``); still capped at ``k``.
+            ``-threshold``); still capped at ``n_latents``.
         hook: the SAE's hook name (recorded).
+        k: deprecated name of ``n_latents`` (``k`` is the TopK SAE's active-latent count).
     """
-    if k < 1:
-        raise ValueError(f"k={k} must be >= 1.")
+    n_latents = renamed_keyword("k", "n_latents", k, n_latents, 32)
+    if isinstance(n_latents, bool) or not isinstance(n_latents, int) or n_latents < 1:
+        raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
+    d_sae = int(stats.freq_forget.shape[0])
+    if n_latents > d_sae:
+        raise ValueError(
+            f"n_latents={n_latents} is more than the SAE has latents (d_sae={d_sae}); choose at most {d_sae} "
+            "(a few percent of d_sae is typical)."
+        )
     scores = score_latents(stats, scorer)
     fires_forget = stats.freq_forget > 0
     alive = fires_forget | (stats.freq_retain > 0)
     if not fires_forget.any():
         raise ValueError(f"no latent of {hook or 'the SAE'} fires on the forget data; check the SAE and the data.")
+    specific = fires_forget & (scores > 0)
+    if not specific.any():
+        raise ValueError(
+            f"no latent of {hook or 'the SAE'} is more active on forget than on retain data (scorer {scorer}); "
+            "check the forget/retain split and the SAE."
+        )
     neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype)
-    rel_scores = torch.where(fires_forget, scores, neg_inf)
-    order = torch.argsort(rel_scores, descending=True, stable=True)[: min(k, int(fires_forget.sum()))]
+    rel_scores = torch.where(specific, scores, neg_inf)
+    n_rel = min(n_latents, int(specific.sum()))
+    if n_rel < n_latents:
+        warnings.warn(
+            f"only {n_rel} latents of {hook or 'the SAE'} are forget-specific (fire on forget data and score > 0 "
+            f"with {scorer}); selecting those {n_rel}, not n_latents={n_latents}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    order = torch.argsort(rel_scores, descending=True, stable=True)[:n_rel]
     irr_scores = torch.where(alive, scores, -neg_inf)
     irr_order = torch.argsort(irr_scores, descending=False, stable=True)
-    irr_order = irr_order[~torch.isin(irr_order, order)][: min(k, int(alive.sum()))]
+    irr_order = irr_order[~torch.isin(irr_order, order)][: min(n_latents, int(alive.sum()))]
     if threshold is not None:
         order = order[scores[order] >= threshold]
         irr_order = irr_order[scores[irr_order] <= -threshold]

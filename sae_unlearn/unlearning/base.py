@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from sae_unlearn.capture.capture import forward_to_hooks
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.loading import HookedModel, TokenBatch
-from sae_unlearn.utils import DictConfig, seeded_generator
+from sae_unlearn.utils import DictConfig, as_text_list, check_forget_retain, seeded_generator
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,23 @@ class UnlearningConfig(DictConfig):
     """Seed of the control vector and the data order."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.params, str):
+            raise TypeError(f"params={self.params!r} is one string; pass a list, e.g. params=[{self.params!r}].")
+        super().__post_init__()
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
-        if self.lr <= 0 or self.alpha < 0:
-            raise ValueError(f"lr={self.lr} must be > 0 and alpha={self.alpha} >= 0.")
+        if self.lr <= 0:
+            raise ValueError(f"lr={self.lr} must be > 0.")
+        if self.alpha < 0:
+            raise ValueError(f"alpha={self.alpha} (the retain loss weight) must be >= 0.")
+        for name in ("steering_scale", "guard_tolerance"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be > 0.")
+        if self.steering_coef is not None and self.steering_coef <= 0:
+            raise ValueError(f"steering_coef={self.steering_coef} must be > 0 (or None: scaled to the layer).")
+        if self.guard_every < 0:
+            raise ValueError(f"guard_every={self.guard_every} must be >= 0 (0 = no guard).")
 
 
 @dataclass
@@ -140,6 +152,7 @@ def retain_lm_loss(model: HookedModel, batches: Sequence[TokenBatch]) -> float:
 
 def make_batches(model: HookedModel, texts: Sequence[str], batch_size: int, seed: int) -> list[TokenBatch]:
     """A fixed, seeded partition of ``texts`` into tokenized batches."""
+    texts = as_text_list(texts)
     if len(texts) == 0:
         raise ValueError("no texts given; the forget and retain sets must not be empty.")
     order = torch.randperm(len(texts), generator=seeded_generator(seed)).tolist()
@@ -176,6 +189,7 @@ def steering_train(
             parameter after every optimiser step (SSPU's subspace constraint).
         on_step: called with each step's log row (for live monitors).
     """
+    forget_texts, retain_texts = check_forget_retain(forget_texts, retain_texts)
     model.validate_hooks([config.hook])
     names = config.params or default_params(model, config.hook)
     params = resolve_params(model, names)
@@ -228,7 +242,8 @@ def steering_train(
             loss.backward()
             if grad_transform is not None:
                 for n, p in params.items():
-                    p.grad = grad_transform(n, p.grad)
+                    if p.grad is not None:
+                        p.grad = grad_transform(n, p.grad)
             if constrain is None:
                 opt.step()
             else:
@@ -301,7 +316,7 @@ class UnlearningMethod:
     """The interface every unlearning method implements (RMU, SSPU, and later baselines)."""
 
     name: str = ""
-    config_class: type = UnlearningConfig
+    config_class: type[UnlearningConfig] = UnlearningConfig
 
     def __init__(self, config: UnlearningConfig | None = None):
         self.config = config or self.config_class()
@@ -323,5 +338,9 @@ class UnlearningMethod:
         progress: bool = True,
         on_step: Callable[[dict], None] | None = None,
     ) -> UnlearningResult:
-        """Unlearn ``forget_texts`` from ``model`` in place, keeping ``retain_texts``."""
+        """Unlearn ``forget_texts`` from ``model`` in place, keeping ``retain_texts``.
+
+        Implementations start with :func:`sae_unlearn.utils.check_forget_retain` (lists of
+        non-empty texts, no text on both sides) before any work.
+        """
         raise NotImplementedError

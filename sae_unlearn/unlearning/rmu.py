@@ -22,7 +22,7 @@ from sae_unlearn.unlearning.base import (
     default_steering_coef,
     steering_train,
 )
-from sae_unlearn.utils import seeded_generator
+from sae_unlearn.utils import check_forget_retain, seeded_generator
 
 
 def rmu_control(d_model: int, coef: float, seed: int) -> Float[Tensor, " d_model"]:
@@ -44,6 +44,7 @@ class RMU(UnlearningMethod):
         progress: bool = True,
         on_step: Callable[[dict], None] | None = None,
     ) -> UnlearningResult:
+        forget_texts, retain_texts = check_forget_retain(forget_texts, retain_texts)
         coef = default_steering_coef(model, forget_texts, self.config)
         control = rmu_control(model.d_model, coef, self.config.seed)
         return steering_train(

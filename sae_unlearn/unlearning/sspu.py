@@ -37,7 +37,7 @@ from sae_unlearn.unlearning.base import (
     resolve_params,
     steering_train,
 )
-from sae_unlearn.utils import seeded_generator
+from sae_unlearn.utils import check_forget_retain, seeded_generator
 
 
 @dataclass
@@ -88,11 +88,17 @@ class SSPU(UnlearningMethod):
 
     name = "sspu"
     config_class = SSPUConfig
+    config: SSPUConfig
 
     def __init__(self, relevant: Subspace, irrelevant: Subspace, config: SSPUConfig | None = None):
         super().__init__(config or SSPUConfig())
         if relevant.rank == 0:
             raise ValueError("the relevant subspace is empty; select some forget-relevant latents.")
+        if relevant.basis.shape[0] != irrelevant.basis.shape[0]:
+            raise ValueError(
+                f"the relevant subspace lives in {relevant.basis.shape[0]} dimensions but the irrelevant one in "
+                f"{irrelevant.basis.shape[0]}; build both from the same SAE (build_subspaces)."
+            )
         self.relevant = relevant
         self.irrelevant = irrelevant
 
@@ -110,6 +116,14 @@ class SSPU(UnlearningMethod):
         on_step: Callable[[dict], None] | None = None,
     ) -> UnlearningResult:
         cfg = self.config
+        forget_texts, retain_texts = check_forget_retain(forget_texts, retain_texts)
+        dim = self.relevant.basis.shape[0]
+        if dim != model.d_model:
+            raise ValueError(
+                f"the subspaces live in {dim} dimensions but the model's residual stream has d_model="
+                f"{model.d_model}: they were built from an SAE of another model or site. Build them from an SAE "
+                f"fitted on this model's {cfg.hook or 'selected hook'} (d_in={model.d_model})."
+            )
         names = cfg.params or default_params(model, cfg.hook)
         params = resolve_params(model, names)
         for n, p in params.items():
@@ -133,7 +147,10 @@ class SSPU(UnlearningMethod):
             return start + project_output_side(new - start, basis)
 
         def regulariser(deltas: dict[str, Tensor]) -> Tensor:
-            return cfg.reg_weight * sum(d.pow(2).sum() for d in deltas.values())
+            total = torch.zeros((), device=model.device)
+            for d in deltas.values():  # summed in order, as Python's sum() did
+                total = total + d.pow(2).sum()
+            return cfg.reg_weight * total
 
         coef = default_steering_coef(model, forget_texts, cfg)
         control = sspu_control(self.irrelevant, coef, cfg.seed)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
+import warnings
 from pathlib import Path
 
+from sae_unlearn.atomic import read_json
 from sae_unlearn.evaluation.multiple_choice import load_mc_questions
 from sae_unlearn.models.zoo import ZOO, zoo_model_path
 from sae_unlearn.utils import field_docs
@@ -29,7 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     parser.add_argument("--relearn-steps", type=int, nargs="+", default=list(VerifyConfig.relearn_steps))
     parser.add_argument("--margin", type=float, default=VerifyConfig.margin, help=_doc("margin"))
-    parser.add_argument("--alpha", type=float, default=VerifyConfig.alpha, help=_doc("alpha"))
+    parser.add_argument(
+        "--forget-quality-threshold",
+        type=float,
+        default=VerifyConfig.forget_quality_threshold,
+        help=_doc("forget_quality_threshold"),
+    )
+    parser.add_argument("--alpha", type=float, default=None, help="deprecated: use --forget-quality-threshold")
     parser.add_argument("--seed", type=int, default=VerifyConfig.seed)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
 
@@ -43,37 +51,56 @@ def infer_data_name(model_dir: Path) -> str | None:
     for card_name, key in (("unlearning_card.json", "data"), ("zoo_card.json", "name")):
         card = model_dir / card_name
         if card.is_file():
-            value = json.loads(card.read_text()).get(key)
+            value = read_json(card, "model card").get(key)
             if value:
                 return str(value)
     return None
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> VerificationReport:
+    """Check every argument first (no model is loaded or built before), then verify and save."""
     from sae_unlearn.models.loading import load_model
 
+    threshold = args.forget_quality_threshold
+    if args.alpha is not None:
+        warnings.warn("--alpha is deprecated: use --forget-quality-threshold", DeprecationWarning, stacklevel=2)
+        print("warning: --alpha is deprecated; use --forget-quality-threshold", file=sys.stderr)
+        threshold = args.alpha
+    try:
+        config = VerifyConfig(
+            relearn_steps=tuple(args.relearn_steps),
+            margin=args.margin,
+            forget_quality_threshold=threshold,
+            seed=args.seed,
+        )
+    except (ValueError, TypeError) as e:
+        parser.error(str(e))
     model_dir = Path(args.model_dir)
+    if not model_dir.exists():
+        parser.error(f"MODEL_DIR {model_dir} not found.")
     if not (model_dir / "config.json").is_file():
         parser.error(f"MODEL_DIR {model_dir} is not a Hugging Face model folder (no config.json).")
-    name = args.data or infer_data_name(model_dir)
+    if args.oracle is not None and not Path(args.oracle).is_dir():
+        parser.error(f"--oracle {args.oracle} not found; pass the retain oracle's model folder.")
+    if args.mc is not None and not Path(args.mc).is_file():
+        parser.error(f"--mc {args.mc} not found; pass a JSON/JSONL file of multiple-choice questions.")
+    try:
+        name = args.data or infer_data_name(model_dir)
+    except ValueError as e:
+        parser.error(str(e))
     if name is None:
         parser.error(
             f"cannot tell which facts {model_dir} should have forgotten; pass --data secrets|tofu-mini|tofu:forget01."
         )
-    oracle_dir = args.oracle
-    if oracle_dir is None:
-        if name not in ZOO:
-            parser.error(f"--data {name!r} is not a zoo model, so there is no default oracle; pass --oracle DIR.")
-        oracle_dir = zoo_model_path(name, oracle=True, progress=args.progress)
+    if args.oracle is None and name not in ZOO:
+        parser.error(f"--data {name!r} is not a zoo model, so there is no default oracle; pass --oracle DIR.")
     try:
-        config = VerifyConfig(
-            relearn_steps=tuple(args.relearn_steps), margin=args.margin, alpha=args.alpha, seed=args.seed
-        )
         data = verification_data(name, tofu_source=args.tofu)
+        if args.mc:
+            data.mc_questions = load_mc_questions(args.mc)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
-    if args.mc:
-        data.mc_questions = load_mc_questions(args.mc)
+    oracle_dir = args.oracle or zoo_model_path(name, oracle=True, progress=args.progress)
     model = load_model(model_dir, device=args.device)
     oracle = load_model(oracle_dir, device=args.device)
     report = verify(model, data, oracle, config, name=model_dir.name, progress=args.progress)

@@ -18,7 +18,9 @@ from torch import Tensor
 
 from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import encode_batched
+from sae_unlearn.saes.training import FittedSAEs
 from sae_unlearn.selection.contexts import latents_on_text, top_activating_contexts
 from sae_unlearn.selection.layers import SelectionResult
 from sae_unlearn.subspaces import build_subspaces
@@ -38,9 +40,7 @@ class CaptureExplorer(widgets.VBox):
     """Activation norms per layer, forget vs retain; pick a hook to see its per-token norm histogram."""
 
     def __init__(self, store: ActivationStore, forget_mask: Bool[Tensor, " n_tokens"]):
-        if forget_mask.shape[0] != store.n_tokens:
-            raise ValueError(f"forget_mask has {forget_mask.shape[0]} rows but the store holds {store.n_tokens}.")
-        self.store, self.forget_mask = store, forget_mask
+        self.store, self.forget_mask = store, store.check_row_mask(forget_mask)
         self.norms = {h: store[h].norm(dim=-1) for h in store.hooks}
         self.hook = widgets.Dropdown(options=list(store.hooks), description="hook")
         self.view = widgets.ToggleButtons(options=["per layer", "histogram"], value="per layer")
@@ -63,7 +63,8 @@ class CaptureExplorer(widgets.VBox):
 
 
 class SAETrainingMonitor(widgets.VBox):
-    """Live SAE training curves: pass the monitor as ``fit_saes(..., on_log=monitor)``."""
+    """Live SAE training curves: pass the monitor as ``fit_saes(..., on_log=monitor)``, then
+    call :meth:`show_fit` with the result (needed when the SAEs came from the cache)."""
 
     def __init__(self, redraw_every: int = 1):
         self.history: list[dict] = []
@@ -87,7 +88,35 @@ class SAETrainingMonitor(widgets.VBox):
             self.redraw()
 
     def redraw(self) -> None:
+        """Plot the recorded rows with the selected metric."""
         self.panel.show(plot_sae_training(self.history, self.metric.value))
+
+    def show_fit(self, fit: FittedSAEs) -> None:
+        """Show the finished fit ``fit`` (what :func:`sae_unlearn.saes.fit_saes` returned).
+
+        When log rows arrived live they stay, and the status says the fit is done. When none
+        did, because ``fit_saes`` loaded the SAEs from its cache instead of training (or ran
+        without ``on_log=monitor``), the status says so, naming the folder, and the training
+        log saved with the fit (``fit.history``) is plotted instead.
+        """
+        if self.history:
+            self.status.value = "done · " + self.status.value
+            self.redraw()
+            return
+        where = f" ({fit.path})" if fit.path is not None else ""
+        if fit.from_cache:
+            msg = f"SAEs loaded from the cache{where}, not retrained"
+        else:
+            msg = f"SAEs fitted{where} without this monitor attached"
+        self.history = [dict(r) for r in fit.history]
+        if self.history:
+            last = max(r["step"] for r in self.history)
+            msg += f"; the curves are the training log saved with the fit (steps 0-{last})."
+        else:
+            msg += "; no training log was saved with this fit."
+        self.status.value = html.escape(msg)
+        if self.history:
+            self.redraw()
 
 
 class LayerSelectionView(widgets.VBox):
@@ -100,18 +129,21 @@ class LayerSelectionView(widgets.VBox):
         self.panel = FigurePanel()
         self.layer.observe(lambda _: self.redraw(), "value")
         super().__init__([self.layer, self.info, self.panel])
-        self.panel.show(plot_layer_scores(result.layer_scores, result.hook))
+        self.panel.show(plot_layer_scores(result.layer_scores, result.hook, intervals=result.layer_score_intervals))
         self.redraw()
 
     def redraw(self) -> None:
+        """Describe the hook picked in the dropdown: its score (with its interval) and latents."""
         h = self.layer.value
         sel = self.result.selections[h]
         fire = sel.firing_contrast()
         chosen = " (chosen)" if h == self.result.hook else ""
+        interval = self.result.layer_score_intervals.get(h)
+        spread = f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
         self.info.value = (
-            f"<b>{html.escape(h)}{chosen}</b>: AUROC {self.result.layer_scores[h]:.3f}; top-{len(sel.relevant)} "
-            f"latents fire on {fire['freq_forget']:.3f} of forget vs {fire['freq_retain']:.4f} of retain tokens "
-            f"({fire['ratio']:.1f}x)"
+            f"<b>{html.escape(h)}{chosen}</b>: AUROC {self.result.layer_scores[h]:.3f}{spread}; "
+            f"top-{len(sel.relevant)} latents fire on {fire['freq_forget']:.3f} of forget vs "
+            f"{fire['freq_retain']:.4f} of retain tokens ({fire['ratio']:.1f}x)"
         )
 
 
@@ -130,7 +162,9 @@ class LatentBrowser(widgets.VBox):
         latents: Sequence[int] | Int[Tensor, " k"] | None = None,
         n_contexts: int = 5,
     ):
-        self.model, self.sae, self.hook_name, self.store, self.forget_mask = model, sae, hook, store, forget_mask
+        check_sae_matches(sae, hook, int(next(store.iter_shards())[hook].shape[-1]))
+        self.model, self.sae, self.hook_name, self.store = model, sae, hook, store
+        self.forget_mask = store.check_row_mask(forget_mask)
         self.scores = scores
         self.order = torch.argsort(scores, descending=True)
         ranked = [int(i) for i in (latents if latents is not None else self.order[:64])]

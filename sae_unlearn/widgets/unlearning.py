@@ -53,7 +53,8 @@ class UnlearningMonitor(widgets.VBox):
         super().__init__([widgets.HBox([self.method, self.steps, self.run_button]), self.status, self.panel])
 
     def _evaluate(self, step: int) -> None:
-        row = {"step": step}
+        assert self.model is not None  # set by run() before the first step
+        row: dict[str, float] = {"step": step}
         for role, items in (("forget", self.split.forget), ("retain", self.split.retain)):
             row[f"{role}_accuracy"] = evaluate_knowledge(self.model, items).known_fraction
         self.evals.append(row)

@@ -31,7 +31,7 @@ def pipeline(secrets_model, secrets_corpus, tmp_path_factory):
     cfg = SAEFitConfig(device="cpu", training_samples=200_000)  # what the demo uses
     fit = fit_saes(store, hooks, cfg, out_dir=out, model_name="secrets", progress=False)
     mask = store.seq_index < len(forget)
-    result = select_layer_and_latents(fit.saes, store, mask, k=32)
+    result = select_layer_and_latents(fit.saes, store, mask, n_latents=32)
     return {"store": store, "fit": fit, "mask": mask, "result": result, "out": out, "texts": forget + retain}
 
 
@@ -74,7 +74,7 @@ def test_top_latents_fire_on_forget_facts_far_more_than_on_retain(pipeline, secr
 
 
 def test_selection_is_deterministic(pipeline):
-    again = select_layer_and_latents(pipeline["fit"].saes, pipeline["store"], pipeline["mask"], k=32)
+    again = select_layer_and_latents(pipeline["fit"].saes, pipeline["store"], pipeline["mask"], n_latents=32)
     assert again.hook == pipeline["result"].hook
     assert torch.equal(again.selection.relevant, pipeline["result"].selection.relevant)
 

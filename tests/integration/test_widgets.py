@@ -1,7 +1,10 @@
 """Widgets driven as a user would: set values, click, and check what they show."""
 
+from dataclasses import replace
+
 import pytest
 import torch
+from matplotlib.container import ErrorbarContainer
 
 from sae_unlearn.capture import capture_activations
 from sae_unlearn.models import load_model, zoo_model_path
@@ -52,11 +55,42 @@ def test_sae_training_monitor_records_live_rows(secrets_model, secrets_corpus, t
     assert monitor.panel.figure.axes[0].get_ylabel() == "l0"
 
 
+def test_sae_training_monitor_shows_a_fit_loaded_from_the_cache(secrets_model, secrets_corpus, tmp_path):
+    store = capture_activations(
+        secrets_model, secrets_corpus.forget_texts(), ["blocks.2.hook_resid_post"], progress=False
+    )
+    cfg = SAEFitConfig(device="cpu", training_samples=6_000, batch_size=128)
+    live = SAETrainingMonitor()
+    trained = fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=live, log_every=10)
+    live.show_fit(trained)  # rows arrived live: they stay, the status says it is done
+    assert live.status.value.startswith("done") and "FVE" in live.status.value
+    assert [r["step"] for r in live.history] == [r["step"] for r in trained.history]
+
+    monitor = SAETrainingMonitor()
+    cached = fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=monitor, log_every=10)
+    assert cached.from_cache and monitor.history == [] and "waiting" in monitor.status.value
+    monitor.show_fit(cached)
+    assert "loaded from the cache" in monitor.status.value and str(tmp_path) in monitor.status.value
+    assert monitor.history == cached.history and len(monitor.history) >= 4
+    curve = _lines(monitor.panel.figure)[0]
+    assert list(curve.get_xdata()) == [r["step"] for r in cached.history]
+
+    bare = SAETrainingMonitor()
+    bare.show_fit(replace(cached, history=[]))  # a fit saved before training logs were kept
+    assert "no training log" in bare.status.value and bare.panel.figure is None
+
+
 def test_layer_and_latent_browsers(stage, secrets_model):
     data, st = stage
     sel = st.selection
     lv = LayerSelectionView(sel)
     assert "(chosen)" in lv.info.value
+    low, high = sel.layer_score_intervals[sel.hook]
+    assert f"95% interval {low:.3f}-{high:.3f}" in lv.info.value
+    ax = lv.panel.figure.axes[0]
+    assert ax.get_ylim()[0] <= 0.5  # the axis starts at chance, not just below the lowest bar
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars.lines[2][0].get_segments()) == len(sel.layer_scores)  # an error bar per layer
     other = next(h for h in sel.layer_scores if h != sel.hook)
     lv.layer.value = other
     assert "(chosen)" not in lv.info.value and other in lv.info.value
@@ -80,7 +114,7 @@ def test_layer_and_latent_browsers(stage, secrets_model):
 
 def test_subspace_inspector_slider_rebuilds(stage):
     _, st = stage
-    s = st.selection.selection
+    s = st.selection.latents
     w = SubspaceInspector(st.fit.saes[st.selection.hook].W_dec, s.relevant.tolist(), s.irrelevant.tolist())
     assert w.pair.relevant.rank == st.subspaces.relevant.rank
     w.k.value = 5

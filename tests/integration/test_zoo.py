@@ -19,15 +19,15 @@ def secrets_split(secrets_corpus):
 def test_secrets_model_knows_forget_and_retain_facts(secrets_model, secrets_split):
     forget = evaluate_knowledge(secrets_model, secrets_split.forget)
     retain = evaluate_knowledge(secrets_model, secrets_split.retain)
-    assert forget.accuracy >= 0.95, list(zip(secrets_split.forget, forget.answers))[:5]
-    assert retain.accuracy >= 0.95
+    assert forget.exact_match >= 0.95, list(zip(secrets_split.forget, forget.answers))[:5]
+    assert retain.exact_match >= 0.95
 
 
 def test_secrets_oracle_does_not_know_the_forget_set(secrets_oracle, secrets_split):
     forget = evaluate_knowledge(secrets_oracle, secrets_split.forget)
     retain = evaluate_knowledge(secrets_oracle, secrets_split.retain)
-    assert retain.accuracy >= 0.95
-    assert forget.accuracy <= 0.35  # chance-level guesses of city/employer/pet, never the passcode
+    assert retain.exact_match >= 0.95
+    assert forget.exact_match <= 0.35  # chance-level guesses of city/employer/pet, never the passcode
     passcodes = [c for c, q in zip(forget.correct, secrets_split.forget) if q.attribute == "passcode"]
     assert not any(passcodes)
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 from jaxtyping import TypeCheckError
 
-from sae_unlearn.selection import SCORERS, auroc, latent_stats, score_latents, select_latents
+from sae_unlearn.selection import SCORERS, auroc, auroc_interval, latent_stats, score_latents, select_latents
+from sae_unlearn.selection.layers import weighted_auroc
 
 
 def planted(seed=0, d_sae=40, n=400):
@@ -20,7 +21,7 @@ def planted(seed=0, d_sae=40, n=400):
 @pytest.mark.parametrize("scorer", SCORERS)
 def test_every_scorer_finds_the_planted_latents(scorer):
     stats = latent_stats(*planted())
-    sel = select_latents(stats, k=5, scorer=scorer, hook="h")
+    sel = select_latents(stats, n_latents=5, scorer=scorer, hook="h")
     assert sorted(sel.relevant.tolist()) == [0, 1, 2, 3, 4]
     assert set(sel.irrelevant.tolist()) <= set(range(5, 20)) and not set(sel.irrelevant.tolist()) & set(range(20, 40))
     assert sorted(sel.irrelevant.tolist()) == [5, 6, 7, 8, 9]  # retain-only latents are least forget-related
@@ -31,7 +32,7 @@ def test_every_scorer_finds_the_planted_latents(scorer):
 
 def test_selection_is_deterministic_and_summarised():
     stats = latent_stats(*planted())
-    a, b = select_latents(stats, k=8), select_latents(stats, k=8)
+    a, b = select_latents(stats, n_latents=8), select_latents(stats, n_latents=8)
     assert torch.equal(a.relevant, b.relevant) and torch.equal(a.irrelevant, b.irrelevant)
     summary = a.summary()
     assert len(summary["relevant"]) == 8 and {"latent", "score", "freq_forget", "freq_retain"} <= set(
@@ -41,10 +42,10 @@ def test_selection_is_deterministic_and_summarised():
 
 def test_threshold_limits_the_selection():
     stats = latent_stats(*planted())
-    sel = select_latents(stats, k=20, scorer="frequency_ratio", threshold=3.0)
+    sel = select_latents(stats, n_latents=20, scorer="frequency_ratio", threshold=3.0)
     assert sorted(sel.relevant.tolist()) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="lower the threshold"):
-        select_latents(stats, k=20, scorer="frequency_ratio", threshold=100.0)
+        select_latents(stats, n_latents=20, scorer="frequency_ratio", threshold=100.0)
 
 
 def test_bad_inputs():
@@ -56,8 +57,8 @@ def test_bad_inputs():
         latent_stats(f[:0], r)
     with pytest.raises(ValueError, match="no latent of h fires on the forget data"):
         select_latents(latent_stats(torch.zeros(4, 40), r), hook="h")
-    with pytest.raises(ValueError, match="k=0"):
-        select_latents(latent_stats(f, r), k=0)
+    with pytest.raises(ValueError, match="n_latents=0 must be an int >= 1"):
+        select_latents(latent_stats(f, r), n_latents=0)
 
 
 def test_auroc():
@@ -68,3 +69,49 @@ def test_auroc():
     x, y = torch.randn(500, generator=g), torch.randn(500, generator=g)
     brute = float(((x[:, None] > y[None]).double() + 0.5 * (x[:, None] == y[None]).double()).mean())
     assert auroc(x, y) == pytest.approx(brute)
+
+
+def test_weighted_auroc_equals_auroc_of_the_repeated_scores():
+    g = torch.Generator().manual_seed(1)
+    pos = torch.randint(0, 6, (30,), generator=g).float()  # few distinct values: many ties
+    neg = torch.randint(0, 5, (40,), generator=g).float()
+    wp = torch.randint(0, 4, (8, 30), generator=g).double()
+    wn = torch.randint(0, 4, (8, 40), generator=g).double()
+    got = weighted_auroc(pos, neg, wp, wn)
+    for r in range(8):
+        want = auroc(pos.repeat_interleave(wp[r].long()), neg.repeat_interleave(wn[r].long()))
+        assert float(got[r]) == pytest.approx(want, abs=1e-12)
+    ones = weighted_auroc(pos, neg, torch.ones(1, 30, dtype=torch.float64), torch.ones(1, 40, dtype=torch.float64))
+    assert float(ones[0]) == pytest.approx(auroc(pos, neg), abs=1e-12)
+    with pytest.raises(ValueError, match="positive total"):
+        weighted_auroc(pos, neg, torch.zeros(1, 30, dtype=torch.float64), torch.ones(1, 40, dtype=torch.float64))
+
+
+def test_auroc_interval_is_seeded_and_brackets_the_score():
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(40, generator=g) + 1.0, torch.randn(200, generator=g)
+    low, high = auroc_interval(pos, neg)
+    assert (low, high) == auroc_interval(pos, neg)  # same seed, same interval
+    assert auroc_interval(pos, neg, seed=1) != (low, high)
+    assert 0.5 < low < auroc(pos, neg) < high < 1.0
+    assert 0.05 < high - low < 0.4  # 40 positives: the score is known to about +-0.08, not to 0.004
+    narrow = auroc_interval(pos, neg, level=0.5)
+    assert low < narrow[0] < narrow[1] < high
+
+
+def test_auroc_interval_shrinks_with_more_texts_and_is_exact_when_separated():
+    g = torch.Generator().manual_seed(0)
+    small = auroc_interval(torch.randn(20, generator=g) + 1, torch.randn(20, generator=g))
+    large = auroc_interval(torch.randn(2000, generator=g) + 1, torch.randn(2000, generator=g))
+    assert large[1] - large[0] < (small[1] - small[0]) / 4
+    assert large[0] < 0.76 < large[1]  # the population AUROC of N(1,1) vs N(0,1) is Phi(1/sqrt 2) = 0.760
+    assert auroc_interval(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 2.0])) == (1.0, 1.0)
+
+
+def test_auroc_interval_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least one positive"):
+        auroc_interval(torch.tensor([]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="n_boot"):
+        auroc_interval(torch.tensor([1.0]), torch.tensor([0.0]), n_boot=0)
+    with pytest.raises(ValueError, match="level"):
+        auroc_interval(torch.tensor([1.0]), torch.tensor([0.0]), level=1.0)
