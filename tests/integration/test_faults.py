@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,33 +22,11 @@ from sae_unlearn.atomic import locked_parent, recover_directory
 from sae_unlearn.export import CARD_JSON, export_model
 from sae_unlearn.saes import SAEFitConfig, fit_saes
 from sae_unlearn.utils import hash_directory
+from tests.fault_injection import run_child
 from tests.unit.test_sae_fit import HOOKS, sparse_store
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-
-KILLER = r"""
-import os, shutil, signal, sys
-calls = [0]
-kill_at = int(os.environ["KILL_AT"])
-
-def killing(fn):
-    def wrapped(*a, **k):
-        calls[0] += 1
-        if calls[0] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return fn(*a, **k)
-    return wrapped
-
-def arm():
-    for name in ("rename", "replace", "fsync", "mkdir"):
-        setattr(os, name, killing(getattr(os, name)))
-    shutil.rmtree = killing(shutil.rmtree)
-"""
-
-EXPORT_CHILD = (
-    KILLER
-    + r"""
+EXPORT_CHILD = r"""
 import torch
 from sae_unlearn.export import export_model
 from sae_unlearn.models import load_model
@@ -62,13 +38,11 @@ arm()
 export_model(model, target, {"method": "fault-test", "tag": tag}, overwrite=overwrite)
 print("DONE", calls[0], flush=True)
 """
-)
 
-FIT_CHILD = (
-    KILLER
-    + r"""
+FIT_CHILD = r"""
 import json
 from sae_unlearn.saes import SAEFitConfig, fit_saes
+from tests.fault_injection import run_child
 from tests.unit.test_sae_fit import HOOKS, sparse_store
 store = sparse_store()
 cfg = SAEFitConfig(**json.loads(sys.argv[2]))
@@ -76,19 +50,6 @@ arm()
 fit_saes(store, HOOKS, cfg, out_dir=sys.argv[1], progress=False)
 print("DONE", calls[0], flush=True)
 """
-)
-
-
-def run_child(code: str, args: list[str], kill_at: int = -1) -> tuple[int, str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "KILL_AT": str(kill_at), "OMP_NUM_THREADS": "1"},
-    )
-    return proc.returncode, proc.stdout + proc.stderr[-3000:]
 
 
 def sha(path: Path) -> str:

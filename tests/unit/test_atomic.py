@@ -13,34 +13,22 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from sae_unlearn.atomic import atomic_directory, locked_parent, read_json, recover_directory, write_json_atomic
+from tests.fault_injection import start_child
 
 N_FILES = 12
 CHILD = r"""
-import os, shutil, signal, sys, time
+import time
 from sae_unlearn import atomic
 
 target, tag, overwrite = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-kill_at, start_at, n_files = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-calls = [0]
-
-def killing(fn):
-    def wrapped(*a, **k):
-        calls[0] += 1
-        if calls[0] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return fn(*a, **k)
-    return wrapped
-
-for name in ("rename", "replace", "fsync", "mkdir"):
-    setattr(os, name, killing(getattr(os, name)))
-shutil.rmtree = killing(shutil.rmtree)
+start_at, n_files = float(sys.argv[4]), int(sys.argv[5])
+arm()
 while time.time() < start_at:
     time.sleep(0.001)
 print("READY", flush=True)
@@ -57,13 +45,8 @@ print("DONE", calls[0], flush=True)
 
 
 def run_child(target: Path, tag: str, overwrite: bool, kill_at: int = -1, start_at: float = 0.0) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(target), tag, "1" if overwrite else "0", str(kill_at), str(start_at)]
-        + [str(N_FILES)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    args = [str(target), tag, "1" if overwrite else "0", str(start_at), str(N_FILES)]
+    return start_child(CHILD, args, kill_at)
 
 
 def folder_tag(path: Path) -> str | None:
