@@ -1,8 +1,19 @@
 # The two set-up commands of the README:
 #   make demo   installs into .venv and runs the main job (report in demo_out/)
 #   make test   installs into .venv and runs the test suite
+# make lint (ruff, ruff format, mypy) is what CI runs besides them.
 # On a machine without an NVIDIA GPU, torch is pinned to a CPU build (TORCH=...) so no CUDA
 # wheels are downloaded; override TORCH to choose another build.
+#
+# The notebooks:
+#   make lab    installs JupyterLab and jupytext into .venv (the `lab` extra, once: a stamp file
+#               keeps later runs offline) and opens JupyterLab at tutorials/ on a kernel that runs
+#               the .venv Python. Without a display no browser is started: open the printed URL
+#               (it carries the token). LAB_ARGS="--port=8890" passes options to jupyter lab.
+#   make notebooks  syncs every notebook with its jupytext percent script (tutorials/01_models_and_capture.py
+#               beside tutorials/01_models_and_capture.ipynb, ...): whichever of the pair was saved last
+#               wins, then the .ipynb files are stripped of outputs. Run it after editing either side;
+#               tests/unit/test_notebooks_in_sync.py fails until the pairs agree.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,8 +22,15 @@ OUT    ?= demo_out
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH  ?= $(if $(HAS_GPU),torch>=2.4,torch==2.13.0)
 PYTEST_ARGS ?=
+LAB_ARGS ?=
+# No $DISPLAY / $WAYLAND_DISPLAY (and not macOS): print the URL rather than look for a browser.
+NO_BROWSER := $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s)),,--no-browser)
+# Jupyter refuses to run as root unless told; in a container root is the usual user.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The percent scripts paired with a notebook (their jupytext header names the pairing).
+NOTEBOOK_SCRIPTS := $(shell grep -l 'formats: ipynb,py:percent' tutorials/*.py notebooks/*.py tests/browser/*.py 2>/dev/null)
 
-.PHONY: install demo test zoo lint clean
+.PHONY: install demo test zoo lint clean lab notebooks
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +39,16 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# After the base install, so torch stays the build TORCH chose. The kernelspec named python3 (the
+# notebooks' kernel) is rewritten in .venv with this Python's absolute path.
+$(BIN)/.lab-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (sae-unlearn .venv)"
+	touch $@
+
+lab: $(BIN)/.lab-installed
+	$(BIN)/python -m jupyterlab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/tutorials $(NO_BROWSER) $(ALLOW_ROOT) $(LAB_ARGS)
 
 demo: install
 	$(BIN)/python -m sae_unlearn demo --out $(OUT)
@@ -31,8 +59,16 @@ test: install
 zoo: install
 	$(BIN)/python -m sae_unlearn zoo build
 
+# What CI checks besides the tests (.ci/run): ruff over everything git tracks (package, tests,
+# benchmarks, notebook scripts, the README's code), formatting, and mypy over the package.
 lint: install
-	$(BIN)/ruff check sae_unlearn tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+notebooks: install
+	$(BIN)/jupytext --sync $(NOTEBOOK_SCRIPTS)
+	$(BIN)/jupyter nbconvert --log-level=WARN --clear-output --inplace $(NOTEBOOK_SCRIPTS:.py=.ipynb)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -38,7 +38,12 @@ from sae_unlearn.utils import cache_dir
 model = load_zoo_model(MODEL)
 data = pipeline_data(MODEL)
 stage = sae_stage(
-    model, data, SAE_DIR or cache_dir() / "runs" / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), n_latents=N_LATENTS, progress=False
+    model,
+    data,
+    SAE_DIR or cache_dir() / "runs" / MODEL,
+    SAEFitConfig(training_samples=SAE_TOKENS),
+    n_latents=N_LATENTS,
+    progress=False,
 )
 hook = stage.selection.hook
 z = encode_batched(stage.fit.saes[hook], stage.store[hook])

@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from sae_unlearn.atomic import write_json_atomic
 from sae_unlearn.export import export_model
 from sae_unlearn.models import load_model, zoo_model_path
@@ -290,7 +288,6 @@ def _figures(out: Path, report: dict, stage, config) -> dict[str, str]:
     paths = {}
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=120)
-        plt.close(fig)
         paths[name] = str(out / f"{name}.png")
     return paths
 

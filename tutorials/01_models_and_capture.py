@@ -65,7 +65,7 @@ retain_store = capture_activations(model, corpus.retain_texts(), hooks)
 forget_store
 
 # %%
-fig = plot_norms_per_layer(
+plot_norms_per_layer(
     {l: forget_store.mean_norm(h) for l, h in enumerate(hooks)},
     {l: retain_store.mean_norm(h) for l, h in enumerate(hooks)},
 )

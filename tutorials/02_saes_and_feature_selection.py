@@ -74,7 +74,7 @@ from sae_unlearn.viz import plot_latent_firing
 
 sel = result.latents
 print(sel.firing_contrast())
-fig = plot_latent_firing(
+plot_latent_firing(
     sel.relevant.tolist()[:24],
     sel.stats.freq_forget[sel.relevant[:24]].tolist(),
     sel.stats.freq_retain[sel.relevant[:24]].tolist(),

@@ -37,7 +37,9 @@ model = load_zoo_model(MODEL)
 data = pipeline_data(MODEL)
 from sae_unlearn.utils import cache_dir
 
-stage = sae_stage(model, data, SAE_DIR or cache_dir() / "runs" / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), n_latents=64)
+stage = sae_stage(
+    model, data, SAE_DIR or cache_dir() / "runs" / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), n_latents=64
+)
 before = knowledge_metrics(model, data.split)
 oracle = knowledge_metrics(load_zoo_model(MODEL, oracle=True), data.split)
 

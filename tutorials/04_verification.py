@@ -39,7 +39,9 @@ from sae_unlearn.verification import VerifyConfig, measure, verification_data, v
 
 model, oracle = load_zoo_model(MODEL), load_zoo_model(MODEL, oracle=True)
 data = pipeline_data(MODEL)
-stage = sae_stage(model, data, SAE_DIR or cache_dir() / "runs" / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), n_latents=64)
+stage = sae_stage(
+    model, data, SAE_DIR or cache_dir() / "runs" / MODEL, SAEFitConfig(training_samples=SAE_TOKENS), n_latents=64
+)
 sspu_model, _ = unlearn("sspu", zoo_model_path(MODEL), data, stage, {"steps": STEPS})
 
 # %% [markdown]

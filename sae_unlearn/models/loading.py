@@ -179,7 +179,8 @@ def _looks_like_path(source: str) -> bool:
     return (
         source.startswith(("/", "./", "../", "~", "\\"))
         or source.count("/") > 1
-        or os.sep != "/" and os.sep in source
+        or os.sep != "/"
+        and os.sep in source
         or not _HUB_ID.match(source)
     )
 

@@ -24,8 +24,6 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from sae_unlearn.atomic import write_json_atomic
 from sae_unlearn.attacks import RelearnConfig, logit_lens, prompt_attacks, quantized, relearn_sweep, truth_probe
 from sae_unlearn.evaluation import (
@@ -330,7 +328,6 @@ class VerificationReport:
         if figures:
             for name, fig in self.figures().items():
                 fig.savefig(out / f"verification_{name}.png", dpi=110)
-                plt.close(fig)
         return out / "verification.json"
 
 

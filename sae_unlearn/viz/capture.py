@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+from sae_unlearn.viz.figure import new_figure
 
 
 def plot_norms_per_layer(
     forget_norms: Mapping[int, float], retain_norms: Mapping[int, float], title: str = "Mean activation norm per layer"
 ) -> Figure:
     """Line plot of mean activation norm per layer, forget text vs retain text."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = new_figure(figsize=(5.5, 3.4))
     layers = sorted(forget_norms)
     ax.plot(layers, [forget_norms[l] for l in layers], "o-", color="tab:red", label="forget text")
     ax.plot(layers, [retain_norms[l] for l in sorted(retain_norms)], "s--", color="tab:blue", label="retain text")
@@ -30,7 +31,7 @@ def plot_norm_histograms(
     forget_norms: Sequence[float], retain_norms: Sequence[float], hook: str = "", bins: int = 40
 ) -> Figure:
     """Histograms of per-token activation norms at one hook, forget text vs retain text (densities)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    fig, ax = new_figure(figsize=(5.5, 3.2))
     ax.hist(list(retain_norms), bins=bins, density=True, alpha=0.55, color="tab:blue", label="retain tokens")
     ax.hist(list(forget_norms), bins=bins, density=True, alpha=0.55, color="tab:red", label="forget tokens")
     ax.set_xlabel("L2 norm")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+from sae_unlearn.viz.figure import new_figure
 
 
 def plot_layer_scores(
@@ -23,7 +24,7 @@ def plot_layer_scores(
     error bars, showing whether the chosen layer's lead is larger than the scores' own spread;
     ``interval_label`` names them under the axis.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    fig, ax = new_figure(figsize=(5.5, 3.2))
     names = list(scores)
     values = [scores[n] for n in names]
     colors = ["tab:red" if n == chosen else "tab:gray" for n in names]
@@ -50,7 +51,7 @@ def plot_latent_firing(
     latents: Sequence[int], freq_forget: Sequence[float], freq_retain: Sequence[float], title: str = "Selected latents"
 ) -> Figure:
     """Firing frequency of each selected latent on forget vs retain tokens."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.28 * len(latents) + 2), 3.2))
+    fig, ax = new_figure(figsize=(max(5.0, 0.28 * len(latents) + 2), 3.2))
     x = range(len(latents))
     w = 0.4
     ax.bar([i - w / 2 for i in x], freq_forget, w, color="tab:red", label="forget tokens")
@@ -66,7 +67,7 @@ def plot_latent_firing(
 
 def plot_principal_angles(angles_deg: Sequence[float], title: str = "Relevant vs irrelevant subspace") -> Figure:
     """Principal angles between two subspaces (90° = orthogonal)."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    fig, ax = new_figure(figsize=(5.0, 3.0))
     ax.plot(range(1, len(angles_deg) + 1), angles_deg, "o-", color="tab:purple")
     ax.axhline(90, color="gray", ls="--", lw=0.8)
     ax.set_ylim(0, 95)
@@ -79,7 +80,7 @@ def plot_principal_angles(angles_deg: Sequence[float], title: str = "Relevant vs
 
 def plot_score_ranking(scores: Sequence[float], chosen: int | None = None, top: int = 64, title: str = "") -> Figure:
     """The ``top`` latent scores in descending order (rank on x), the chosen rank highlighted."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    fig, ax = new_figure(figsize=(5.5, 3.0))
     vals = sorted((float(s) for s in scores), reverse=True)[:top]
     colors = ["tab:gray"] * len(vals)
     if chosen is not None and 0 <= chosen < len(vals):
@@ -97,7 +98,7 @@ def plot_activation_histogram(
     forget_acts: Sequence[float], retain_acts: Sequence[float], latent: int, bins: int = 30
 ) -> Figure:
     """Histogram of one latent's non-zero activations on forget vs retain tokens, with firing rates."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    fig, ax = new_figure(figsize=(5.5, 3.0))
     f = [a for a in forget_acts if a > 0]
     r = [a for a in retain_acts if a > 0]
     hi = max([*f, *r, 1e-6])

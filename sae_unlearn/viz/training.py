@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+from sae_unlearn.viz.figure import new_figure
 
 
 def plot_sae_training(history: Sequence[dict], metric: str = "explained_variance") -> Figure:
@@ -13,7 +14,7 @@ def plot_sae_training(history: Sequence[dict], metric: str = "explained_variance
 
     ``history`` holds rows ``{"step", "hook", metric: value}`` as ``fit_saes(on_log=...)`` reports them.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    fig, ax = new_figure(figsize=(5.5, 3.2))
     hooks = list(dict.fromkeys(r["hook"] for r in history))
     for h in hooks:
         rows = [r for r in history if r["hook"] == h]
@@ -32,7 +33,7 @@ def plot_sae_training(history: Sequence[dict], metric: str = "explained_variance
 
 def plot_unlearning_history(history: Sequence[dict], evals: Sequence[dict] = ()) -> Figure:
     """Forget and retain losses per step (left) and forget/retain accuracy at evaluation points (right)."""
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (ax, ax2) = new_figure(1, 2, figsize=(9, 3.2))
     steps = [r["step"] for r in history]
     for key, color in (("forget_loss", "tab:red"), ("retain_loss", "tab:blue")):
         if history:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+from sae_unlearn.viz.figure import new_figure
 
 
 def plot_relearn(model: Mapping[str, float], oracle: Mapping[str, float], title: str = "Benign relearning") -> Figure:
     """Held-out forget accuracy against relearning steps, the model vs the retain oracle."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    fig, ax = new_figure(figsize=(4.8, 3.2))
     _model_vs_oracle(ax, model, oracle)
     ax.set_xlabel("relearning steps")
     ax.set_ylabel("held-out forget accuracy")
@@ -31,7 +32,7 @@ def _model_vs_oracle(ax, model: Mapping, oracle: Mapping) -> list[int]:
 
 def plot_attacks(names: Sequence[str], model: Sequence[float], oracle: Sequence[float]) -> Figure:
     """Forget accuracy under each attack, the model beside the retain oracle."""
-    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(names) + 1.2))
+    fig, ax = new_figure(figsize=(6.5, 0.35 * len(names) + 1.2))
     y = range(len(names))
     ax.barh([i + 0.2 for i in y], model, height=0.4, label="model", color="tab:red")
     ax.barh([i - 0.2 for i in y], oracle, height=0.4, label="retain oracle", color="tab:gray")
@@ -46,7 +47,7 @@ def plot_attacks(names: Sequence[str], model: Sequence[float], oracle: Sequence[
 
 def plot_logit_lens(model: Mapping[int, float], oracle: Mapping[int, float]) -> Figure:
     """Top-1 accuracy of the answer token decoded from every layer, model vs retain oracle."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    fig, ax = new_figure(figsize=(4.8, 3.2))
     layers = _model_vs_oracle(ax, model, oracle)
     ax.set_xlabel("layer (resid_post)")
     ax.set_ylabel("answer token top-1")
@@ -61,7 +62,7 @@ def plot_truth_ratios(model: Sequence[float], oracle: Sequence[float], forget_qu
     """Histograms of the forget-set truth ratios of the model and the oracle (what the KS test compares)."""
     import math
 
-    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    fig, ax = new_figure(figsize=(4.8, 3.2))
     logs = {name: [math.log10(max(v, 1e-12)) for v in vals] for name, vals in (("model", model), ("oracle", oracle))}
     lo, hi = min(min(v) for v in logs.values()), max(max(v) for v in logs.values())
     bins = [lo + (hi - lo + 1e-9) * i / 20 for i in range(21)]

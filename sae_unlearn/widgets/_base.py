@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 from IPython.display import display
 from matplotlib.figure import Figure
 
@@ -20,9 +19,9 @@ class FigurePanel(widgets.Output):
         self.figure: Figure | None = None
 
     def show(self, fig: Figure) -> None:
-        """Replace what is shown with ``fig`` (closed in pyplot so it is not drawn twice)."""
+        """Replace what is shown with ``fig`` (a :class:`~sae_unlearn.viz.figure.PlotFigure`, which pyplot
+        never redraws from another kernel thread)."""
         self.figure = fig
         self.clear_output(wait=True)
         with self:
             display(fig)
-        plt.close(fig)

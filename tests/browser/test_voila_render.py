@@ -1,6 +1,8 @@
 """A notebook with widgets renders in a real browser: Voilà serves tests/browser/widget_page.ipynb
 on localhost, Debian's chromium (headless, driven by Playwright) loads it, the widgets appear,
-a click goes through the kernel and redraws, and a screenshot is saved.
+a click goes through the kernel and redraws (CaptureExplorer), a typed prompt is answered by both
+models (BeforeAfter), and a screenshot is saved. The other seven widgets are checked in JupyterLab
+(test_jupyterlab_render.py).
 
 Skips with a reason when chromium, Voilà or Playwright is missing (``.ci/run`` installs them).
 
@@ -113,6 +115,13 @@ def test_widgets_render_and_respond_in_headless_chromium(voila_url, tmp_path):
                 arg=before,
                 timeout=60_000,
             )
+            # BeforeAfter: type a prompt and press Answer; both models' answers to it join the table.
+            rows = page.locator("tbody tr")
+            n_rows = rows.count()
+            page.locator(".widget-text input").fill("Q: Where does Nobody Known live? A:")
+            page.get_by_role("button", name="Answer").click()
+            sync_api.expect(rows).to_have_count(n_rows + 1, timeout=60_000)
+            assert "Nobody Known" in rows.last.inner_text()
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()

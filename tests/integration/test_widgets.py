@@ -36,7 +36,7 @@ def test_capture_explorer_switches_view_and_hook(stage):
     w.view.value = "histogram"
     w.hook.value = "blocks.1.hook_resid_post"
     assert w.panel.figure is not first and "blocks.1.hook_resid_post" in w.panel.figure.axes[0].get_title()
-    with pytest.raises(ValueError, match="forget_mask has 3 rows"):
+    with pytest.raises(ValueError, match=r"forget_mask has shape \(3,\) but the store holds"):
         CaptureExplorer(st.store, torch.zeros(3, dtype=torch.bool))
 
 
