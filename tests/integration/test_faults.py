@@ -21,7 +21,7 @@ import torch
 from sae_unlearn.atomic import locked_parent, recover_directory
 from sae_unlearn.export import CARD_JSON, export_model
 from sae_unlearn.saes import SAEFitConfig, fit_saes
-from sae_unlearn.utils import hash_directory
+from sae_unlearn.utils import hash_directory, hash_state_dict, preserved_parameters
 from tests.fault_injection import run_child
 from tests.unit.test_sae_fit import HOOKS, sparse_store
 
@@ -82,17 +82,15 @@ def clean_export(source_dir, tmp_path_factory):
 @pytest.mark.parametrize("seed", range(4))
 def test_export_killed_at_a_random_step(secrets_model, source_dir, clean_export, tmp_path, seed):
     source_hash = hash_directory(source_dir)
+    model_hash = hash_state_dict(secrets_model.hf_state_dict())
     target = tmp_path / "export"
     overwrite = seed % 2 == 1
     old = None
     if overwrite:  # an earlier export (tag 1) that the killed one was replacing
-        with torch.no_grad():
-            p = next(iter(secrets_model.hf_named_parameters().values()))
+        name, p = next(iter(secrets_model.hf_named_parameters().items()))
+        with preserved_parameters({name: p}), torch.no_grad():  # the shared model is put back bit for bit
             p.add_(1.0)
-            try:
-                export_model(secrets_model, target, {"method": "fault-test", "tag": "1"})
-            finally:
-                p.sub_(1.0)
+            export_model(secrets_model, target, {"method": "fault-test", "tag": "1"})
         old = export_state(target)
     kill_at = random.Random(seed).randint(1, clean_export["steps"])
     code, out = run_child(EXPORT_CHILD, [str(source_dir), str(target), "2", "1" if overwrite else "0"], kill_at)
@@ -111,6 +109,7 @@ def test_export_killed_at_a_random_step(secrets_model, source_dir, clean_export,
     assert export_state(target)[0] == "3"
     assert [p.name for p in tmp_path.iterdir()] == ["export"], "temporaries were left behind"
     assert hash_directory(source_dir) == source_hash
+    assert hash_state_dict(secrets_model.hf_state_dict()) == model_hash, "the shared session model changed"
 
 
 FIT_CFG = {"expansion_factor": 4, "k": 8, "training_samples": 40_000, "batch_size": 256, "n_checkpoints": 3}

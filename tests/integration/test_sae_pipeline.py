@@ -62,11 +62,11 @@ def test_top_latents_fire_on_forget_facts_far_more_than_on_retain(pipeline, secr
     assert set(result.layer_scores) == set(pipeline["fit"].hooks)
     assert result.hook == max(result.layer_scores, key=result.layer_scores.get)
     assert result.layer_scores[result.hook] > 0.8  # forget texts well separated from retain texts
-    fire = result.selection.firing_contrast()
+    fire = result.latents.firing_contrast()
     assert fire["ratio"] >= 3.0, fire
     # the most forget-specific latent fires on a forget person's name
     z = encode_batched(pipeline["fit"].saes[result.hook], pipeline["store"][result.hook])
-    top = int(result.selection.relevant[0])
+    top = int(result.latents.relevant[0])
     contexts = top_activating_contexts(z[:, top], pipeline["store"], secrets_model.tokenizer, pipeline["mask"], n=3)
     assert contexts and all(c.is_forget for c in contexts)
     names = {part for p in secrets_corpus.forget_people for part in p.name.split()}
@@ -76,11 +76,11 @@ def test_top_latents_fire_on_forget_facts_far_more_than_on_retain(pipeline, secr
 def test_selection_is_deterministic(pipeline):
     again = select_layer_and_latents(pipeline["fit"].saes, pipeline["store"], pipeline["mask"], n_latents=32)
     assert again.hook == pipeline["result"].hook
-    assert torch.equal(again.selection.relevant, pipeline["result"].selection.relevant)
+    assert torch.equal(again.latents.relevant, pipeline["result"].latents.relevant)
 
 
 def test_subspaces_from_selected_decoder_directions(pipeline):
-    sel = pipeline["result"].selection
+    sel = pipeline["result"].latents
     pair = build_subspaces(pipeline["fit"].saes[pipeline["result"].hook].W_dec, sel.relevant, sel.irrelevant)
     d = pair.diagnostics()
     assert 1 <= d["relevant_rank"] <= 32 and 1 <= d["irrelevant_rank"] <= 32

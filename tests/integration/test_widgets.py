@@ -95,7 +95,7 @@ def test_layer_and_latent_browsers(stage, secrets_model):
     lv.layer.value = other
     assert "(chosen)" not in lv.info.value and other in lv.info.value
 
-    s = sel.selection
+    s = sel.latents
     lb = LatentBrowser(secrets_model, st.fit.saes[sel.hook], sel.hook, st.store, st.forget_mask, s.scores, s.relevant)
     top = int(s.relevant[0])
     assert lb.latent.value == top and "Top-activating contexts" in lb.contexts.value

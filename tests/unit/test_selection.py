@@ -42,7 +42,8 @@ def test_selection_is_deterministic_and_summarised():
 
 def test_threshold_limits_the_selection():
     stats = latent_stats(*planted())
-    sel = select_latents(stats, n_latents=20, scorer="frequency_ratio", threshold=3.0)
+    with pytest.warns(UserWarning, match="only 10 latents of the SAE are forget-specific"):
+        sel = select_latents(stats, n_latents=20, scorer="frequency_ratio", threshold=3.0)
     assert sorted(sel.relevant.tolist()) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="lower the threshold"):
         select_latents(stats, n_latents=20, scorer="frequency_ratio", threshold=100.0)
