@@ -64,7 +64,7 @@ def locked_parent(path: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     """Flush every file under ``root`` and the folders themselves to disk."""
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -108,11 +108,11 @@ def recover_directory(target: str | Path) -> str | None:
     found = _leftovers(target)
     dead = {k: [(pid, p) for pid, p in v if not pid_alive(pid)] for k, v in found.items()}
     action = None
-    for _, old in dead["old"]:
-        staged = [p for pid, p in dead["new"] if p.name == f".{target.name}.new-{_pid_of(old)}"]
+    for pid, old in dead["old"]:
+        staged = [p for q, p in dead["new"] if q == pid]  # the same overwrite's complete new folder
         if not target.exists() and staged:
             os.rename(staged[0], target)
-            dead["new"] = [(pid, p) for pid, p in dead["new"] if p != staged[0]]
+            dead["new"] = [(q, p) for q, p in dead["new"] if p != staged[0]]
             action = f"finished an interrupted overwrite of {target}"
         elif not target.exists():
             os.rename(old, target)
@@ -126,11 +126,6 @@ def recover_directory(target: str | Path) -> str | None:
     if action:
         logger.warning("%s", action)
     return action
-
-
-def _pid_of(path: Path) -> int:
-    m = _STALE.match(path.name)
-    return int(m["pid"]) if m else -1
 
 
 @contextlib.contextmanager
@@ -152,7 +147,7 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{pid}-", dir=target.parent))
     try:
         yield tmp
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         with locked_parent(target):
             recover_directory(target)
             if not target.exists():
@@ -226,6 +221,7 @@ def read_json(path: str | Path, what: str = "file") -> dict:
 
 __all__ = [
     "atomic_directory",
+    "fsync_tree",
     "locked_parent",
     "pid_alive",
     "read_json",

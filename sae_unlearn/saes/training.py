@@ -20,7 +20,6 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from sae_lens.training import multi_sae_trainer
 from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 from tqdm.auto import tqdm
 
-from sae_unlearn.atomic import atomic_directory, read_json, write_json_atomic
+from sae_unlearn.atomic import atomic_directory, fsync_tree, read_json, write_json_atomic
 from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.saes.config import SAEFitConfig
 from sae_unlearn.saes.metrics import SAEStats, reconstruction_stats
@@ -107,10 +106,7 @@ def _mark_checkpoint(saes: dict[str, SAE], history: list[dict], config: SAEFitCo
         return
     step = int(path.name) // config.batch_size if path.name.isdigit() else -1
     _check_finite(saes, step, config)
-    for f in sorted(path.rglob("*")):
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+    fsync_tree(path)
     write_json_atomic(path / CHECKPOINT_MARKER, {"n_training_samples": int(path.name), "history": history})
 
 

@@ -45,7 +45,7 @@ def test_threshold_limits_the_selection():
     with pytest.warns(UserWarning, match="only 10 latents of the SAE are forget-specific"):
         sel = select_latents(stats, n_latents=20, scorer="frequency_ratio", threshold=3.0)
     assert sorted(sel.relevant.tolist()) == [0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match="lower the threshold"):
+    with pytest.raises(ValueError, match="lower the threshold"), pytest.warns(UserWarning, match="only 10 latents"):
         select_latents(stats, n_latents=20, scorer="frequency_ratio", threshold=100.0)
 
 
