@@ -19,16 +19,12 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.test_voila_render import CHROMIUM, CHROMIUM_FLAGS, _free_port
+from tests.browser.harness import CHROMIUM, free_port, offline_page, served
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -58,7 +54,7 @@ def lab(tmp_path, stage, secrets_oracle):  # the fixtures build the zoo models a
     for name, values in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(values))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
@@ -84,29 +80,10 @@ def lab(tmp_path, stage, secrets_oracle):  # the fixtures build the zoo models a
     ]
     if os.name == "posix" and os.geteuid() == 0:
         args.append("--allow-root")
-    log_path = tmp_path / "jupyterlab.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(args, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    pytest.fail(f"JupyterLab did not start; log:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
+    log_path = tmp_path / "jupyterlab.log"
+    with served(args, root, env, f"{base}/api/status?token={token}", log_path, "JupyterLab"):
         yield {"url": f"{base}/lab/tree/{NOTEBOOK}?token={token}", "log": log_path, "export": tmp_path / "export"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
@@ -135,129 +112,115 @@ def test_widgets_run_and_respond_in_jupyterlab(lab, tmp_path):
             + f"JupyterLab log (tail):\n{lab['log'].read_text()[-4000:]}"
         )
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+    with offline_page(sync_api, {"width": 1400, "height": 1600}, blocked) as page:
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.goto(lab["url"], wait_until="commit", timeout=120_000)
+
+        def cell(constructor: str):
+            """The code cell whose source calls ``constructor`` (its output holds that widget)."""
+            return page.locator(".jp-Notebook .jp-CodeCell").filter(has_text=constructor)
+
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-
-            def offline(route):  # only the local JupyterLab server is reachable, as in CI
-                if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
-                    route.continue_()
-                else:
-                    blocked.append(route.request.url)
-                    route.abort()
-
-            page.route("**/*", offline)
-            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-            page.goto(lab["url"], wait_until="commit", timeout=120_000)
-
-            def cell(constructor: str):
-                """The code cell whose source calls ``constructor`` (its output holds that widget)."""
-                return page.locator(".jp-Notebook .jp-CodeCell").filter(has_text=constructor)
-
-            try:
-                # The notebook is open and its kernel has started (the status bar says so; Run All Cells
-                # before that is dropped, not queued).
-                page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=180_000)
-                page.locator(".jp-StatusBar-TextItem", has_text="| Idle").wait_for(timeout=180_000)
-                for attempt in range(3):
-                    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-                    page.get_by_text("Run All Cells", exact=True).click()
-                    try:  # the cells are queued ([*]) or have run ([1])
-                        page.locator(".jp-InputPrompt", has_text=RAN).first.wait_for(timeout=30_000)
-                        break
-                    except sync_api.TimeoutError:
-                        if attempt == 2:
-                            raise
-                # The last cell's widget appears when every cell has run.
-                page.wait_for_selector(".widget-toggle-button:has-text('logit_lens')", timeout=420_000)
-            except sync_api.TimeoutError:
-                page.screenshot(path=str(shot), full_page=True)
-                pytest.fail(saw(f"the notebook did not run to its last widget (screenshot {shot})", page))
-
-            def problems() -> list[str]:
-                text = page.locator(".jp-Notebook").inner_text()
-                return [e for e in WIDGET_ERRORS if e in text]
-
-            try:
-                assert not problems(), saw(f"a widget shows an error: {problems()}")
-                # The kernel is this .venv's Python (the one running the server), not some other python3.
-                assert page.get_by_text(f"kernel prefix: {sys.prefix}").count() == 1, saw("kernel prefix not shown")
-
-                def img_src(c) -> str:
-                    return c.locator("img").first.get_attribute("src")
-
-                def wait_changed(c, before: str) -> None:
-                    """Wait until the first figure in cell ``c`` is not ``before`` any more."""
-                    page.wait_for_function(
-                        "([el, src]) => el.querySelector('img') && el.querySelector('img').src !== src",
-                        arg=[c.element_handle(), before],
-                        timeout=60_000,
-                    )
-
-                # SAETrainingMonitor: switch the plotted metric; the figure is redrawn.
-                c = cell("SAETrainingMonitor(")
-                assert "FVE" in c.locator(".widget-html").first.inner_text()
-                before = img_src(c)
-                c.get_by_role("button", name="l0", exact=True).click()
-                wait_changed(c, before)
-
-                # LayerSelectionView: inspect a layer other than the chosen one.
-                c = cell("LayerSelectionView(")
-                info = c.locator(".widget-html").first
-                assert "(chosen)" in info.inner_text()
-                c.locator("select").select_option(label="blocks.0.hook_resid_post")
-                sync_api.expect(info).not_to_contain_text("(chosen)", timeout=60_000)
-                sync_api.expect(info).to_contain_text("blocks.0.hook_resid_post")
-
-                # LatentBrowser: type text; the table of latents firing on each token appears.
-                c = cell("LatentBrowser(")
-                c.locator(".widget-text input").fill("Pavel Thornbury's secret passcode is")
-                c.get_by_role("button", name="which latents fire?").click()
-                table = c.locator("table", has_text="forget-relevant")
-                table.wait_for(timeout=60_000)
-                assert "Thornbury" in table.inner_text() and "*" in table.inner_text()
-
-                # SubspaceInspector: set the slider to 5 latents (its readout, then Enter); ranks rebuild.
-                c = cell("SubspaceInspector(")
-                relevant_rank = c.locator("tbody tr td").first
-                assert relevant_rank.inner_text().strip() == "64"
-                readout = c.locator(".widget-readout")  # contenteditable: fill() replaces its text
-                readout.fill("5")
-                readout.press("Enter")
-                sync_api.expect(relevant_rank).to_have_text("5", timeout=60_000)
-
-                # UnlearningMonitor: ran SSPU in the notebook; pick RMU and press Run. (The cell also
-                # shows transformers' "Loading weights" bar: look inside the monitor's own box.)
-                run = page.get_by_role("button", name="Run", exact=True)
-                c = cell("UnlearningMonitor(").locator(".widget-vbox").filter(has=run)
-                status = c.locator(":scope > .widget-html")
-                assert "sspu done" in status.inner_text()
-                c.locator("select").select_option(label="rmu")
-                c.locator(run).click()
-                sync_api.expect(status).to_contain_text("rmu done", timeout=120_000)
-
-                # ExportPanel: press Export; where it wrote and the reload check are shown.
-                export = page.get_by_role("button", name="Export", exact=True)
-                c = cell("ExportPanel(").locator(".widget-vbox").filter(has=export)
-                c.locator(export).click()
-                status = c.locator(":scope > .widget-html")
-                sync_api.expect(status).to_contain_text("model.safetensors", timeout=120_000)
-                assert "max logit difference" in status.inner_text()
-                assert (lab["export"] / "sspu_model" / "model.safetensors").is_file()
-
-                # VerificationView: show another figure.
-                c = cell("VerificationView(")
-                assert "sspu (10 steps):" in c.locator("h3").inner_text()
-                before = img_src(c)
-                c.get_by_role("button", name="logit_lens", exact=True).click()
-                wait_changed(c, before)
-
-                assert not problems(), saw(f"a widget shows an error: {problems()}")
-            except (AssertionError, sync_api.TimeoutError, sync_api.Error) as e:
-                page.screenshot(path=str(shot), full_page=True)
-                pytest.fail(saw(f"{type(e).__name__}: {e} (screenshot {shot})", page))
+            # The notebook is open and its kernel has started (the status bar says so; Run All Cells
+            # before that is dropped, not queued).
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=180_000)
+            page.locator(".jp-StatusBar-TextItem", has_text="| Idle").wait_for(timeout=180_000)
+            for attempt in range(3):
+                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+                page.get_by_text("Run All Cells", exact=True).click()
+                try:  # the cells are queued ([*]) or have run ([1])
+                    page.locator(".jp-InputPrompt", has_text=RAN).first.wait_for(timeout=30_000)
+                    break
+                except sync_api.TimeoutError:
+                    if attempt == 2:
+                        raise
+            # The last cell's widget appears when every cell has run.
+            page.wait_for_selector(".widget-toggle-button:has-text('logit_lens')", timeout=420_000)
+        except sync_api.TimeoutError:
             page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+            pytest.fail(saw(f"the notebook did not run to its last widget (screenshot {shot})", page))
+
+        def problems() -> list[str]:
+            text = page.locator(".jp-Notebook").inner_text()
+            return [e for e in WIDGET_ERRORS if e in text]
+
+        try:
+            assert not problems(), saw(f"a widget shows an error: {problems()}")
+            # The kernel is this .venv's Python (the one running the server), not some other python3.
+            assert page.get_by_text(f"kernel prefix: {sys.prefix}").count() == 1, saw("kernel prefix not shown")
+
+            def img_src(c) -> str:
+                return c.locator("img").first.get_attribute("src")
+
+            def wait_changed(c, before: str) -> None:
+                """Wait until the first figure in cell ``c`` is not ``before`` any more."""
+                page.wait_for_function(
+                    "([el, src]) => el.querySelector('img') && el.querySelector('img').src !== src",
+                    arg=[c.element_handle(), before],
+                    timeout=60_000,
+                )
+
+            # SAETrainingMonitor: switch the plotted metric; the figure is redrawn.
+            c = cell("SAETrainingMonitor(")
+            assert "FVE" in c.locator(".widget-html").first.inner_text()
+            before = img_src(c)
+            c.get_by_role("button", name="l0", exact=True).click()
+            wait_changed(c, before)
+
+            # LayerSelectionView: inspect a layer other than the chosen one.
+            c = cell("LayerSelectionView(")
+            info = c.locator(".widget-html").first
+            assert "(chosen)" in info.inner_text()
+            c.locator("select").select_option(label="blocks.0.hook_resid_post")
+            sync_api.expect(info).not_to_contain_text("(chosen)", timeout=60_000)
+            sync_api.expect(info).to_contain_text("blocks.0.hook_resid_post")
+
+            # LatentBrowser: type text; the table of latents firing on each token appears.
+            c = cell("LatentBrowser(")
+            c.locator(".widget-text input").fill("Pavel Thornbury's secret passcode is")
+            c.get_by_role("button", name="which latents fire?").click()
+            table = c.locator("table", has_text="forget-relevant")
+            table.wait_for(timeout=60_000)
+            assert "Thornbury" in table.inner_text() and "*" in table.inner_text()
+
+            # SubspaceInspector: set the slider to 5 latents (its readout, then Enter); ranks rebuild.
+            c = cell("SubspaceInspector(")
+            relevant_rank = c.locator("tbody tr td").first
+            assert relevant_rank.inner_text().strip() == "64"
+            readout = c.locator(".widget-readout")  # contenteditable: fill() replaces its text
+            readout.fill("5")
+            readout.press("Enter")
+            sync_api.expect(relevant_rank).to_have_text("5", timeout=60_000)
+
+            # UnlearningMonitor: ran SSPU in the notebook; pick RMU and press Run. (The cell also
+            # shows transformers' "Loading weights" bar: look inside the monitor's own box.)
+            run = page.get_by_role("button", name="Run", exact=True)
+            c = cell("UnlearningMonitor(").locator(".widget-vbox").filter(has=run)
+            status = c.locator(":scope > .widget-html")
+            assert "sspu done" in status.inner_text()
+            c.locator("select").select_option(label="rmu")
+            c.locator(run).click()
+            sync_api.expect(status).to_contain_text("rmu done", timeout=120_000)
+
+            # ExportPanel: press Export; where it wrote and the reload check are shown.
+            export = page.get_by_role("button", name="Export", exact=True)
+            c = cell("ExportPanel(").locator(".widget-vbox").filter(has=export)
+            c.locator(export).click()
+            status = c.locator(":scope > .widget-html")
+            sync_api.expect(status).to_contain_text("model.safetensors", timeout=120_000)
+            assert "max logit difference" in status.inner_text()
+            assert (lab["export"] / "sspu_model" / "model.safetensors").is_file()
+
+            # VerificationView: show another figure.
+            c = cell("VerificationView(")
+            assert "sspu (10 steps):" in c.locator("h3").inner_text()
+            before = img_src(c)
+            c.get_by_role("button", name="logit_lens", exact=True).click()
+            wait_changed(c, before)
+
+            assert not problems(), saw(f"a widget shows an error: {problems()}")
+        except (AssertionError, sync_api.TimeoutError, sync_api.Error) as e:
+            page.screenshot(path=str(shot), full_page=True)
+            pytest.fail(saw(f"{type(e).__name__}: {e} (screenshot {shot})", page))
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

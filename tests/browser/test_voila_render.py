@@ -15,66 +15,35 @@ rather than for ``load``.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
+
+from tests.browser.harness import CHROMIUM, free_port, offline_page, served
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def voila_url(tmp_path, secrets_model, secrets_oracle):  # the fixtures build the zoo models first
     pytest.importorskip("voila", reason="Voilà is not installed (pip install voila)")
-    port = _free_port()
-    log = open(tmp_path / "voila.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", "widget_page.ipynb"],
-        cwd=HERE,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    pytest.fail(f"Voilà did not start; log:\n{(tmp_path / 'voila.log').read_text()[-2000:]}")
-                time.sleep(0.5)
+    args = [
+        sys.executable,
+        "-m",
+        "voila",
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        "widget_page.ipynb",
+    ]
+    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    with served(args, HERE, env, url, tmp_path / "voila.log", "Voilà", timeout=60):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
@@ -82,47 +51,33 @@ def test_widgets_render_and_respond_in_headless_chromium(voila_url, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
     shot = Path(os.environ.get("SAE_UNLEARN_ARTIFACTS", tmp_path)) / "voila_widgets.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+    blocked: list[str] = []
+    with offline_page(sync_api, {"width": 1200, "height": 1400}, blocked) as page:
+        page.goto(voila_url, wait_until="commit", timeout=120_000)
+        # The kernel runs the notebook; the widgets appear when their cells have run.
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1400})
-            blocked: list[str] = []
-
-            def offline(route):  # only the local Voilà server is reachable, as in CI
-                if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
-                    route.continue_()
-                else:
-                    blocked.append(route.request.url)
-                    route.abort()
-
-            page.route("**/*", offline)
-            page.goto(voila_url, wait_until="commit", timeout=120_000)
-            # The kernel runs the notebook; the widgets appear when their cells have run.
-            try:
-                page.wait_for_selector(".widget-dropdown select", timeout=420_000)
-                page.wait_for_selector("text=Where does", timeout=240_000)
-            except sync_api.TimeoutError:
-                log = (tmp_path / "voila.log").read_text()[-3000:]
-                pytest.fail(f"the widgets did not appear; blocked off-host requests: {blocked}\nVoilà log:\n{log}")
-            assert page.locator(".widget-toggle-buttons").count() >= 1
-            assert page.locator(".widget-button", has_text="Answer").count() == 1
-            assert page.locator("td", has_text="Rotterdam").count() >= 1 or page.locator("td").count() >= 8
-            assert page.locator("img").count() >= 1  # the matplotlib figure
-            before = page.locator("img").first.get_attribute("src")
-            page.get_by_role("button", name="histogram").click()
-            page.wait_for_function(
-                "src => document.querySelector('img') && document.querySelector('img').src !== src",
-                arg=before,
-                timeout=60_000,
-            )
-            # BeforeAfter: type a prompt and press Answer; both models' answers to it join the table.
-            rows = page.locator("tbody tr")
-            n_rows = rows.count()
-            page.locator(".widget-text input").fill("Q: Where does Nobody Known live? A:")
-            page.get_by_role("button", name="Answer").click()
-            sync_api.expect(rows).to_have_count(n_rows + 1, timeout=60_000)
-            assert "Nobody Known" in rows.last.inner_text()
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+            page.wait_for_selector(".widget-dropdown select", timeout=420_000)
+            page.wait_for_selector("text=Where does", timeout=240_000)
+        except sync_api.TimeoutError:
+            log = (tmp_path / "voila.log").read_text()[-3000:]
+            pytest.fail(f"the widgets did not appear; blocked off-host requests: {blocked}\nVoilà log:\n{log}")
+        assert page.locator(".widget-toggle-buttons").count() >= 1
+        assert page.locator(".widget-button", has_text="Answer").count() == 1
+        assert page.locator("td", has_text="Rotterdam").count() >= 1 or page.locator("td").count() >= 8
+        assert page.locator("img").count() >= 1  # the matplotlib figure
+        before = page.locator("img").first.get_attribute("src")
+        page.get_by_role("button", name="histogram").click()
+        page.wait_for_function(
+            "src => document.querySelector('img') && document.querySelector('img').src !== src",
+            arg=before,
+            timeout=60_000,
+        )
+        # BeforeAfter: type a prompt and press Answer; both models' answers to it join the table.
+        rows = page.locator("tbody tr")
+        n_rows = rows.count()
+        page.locator(".widget-text input").fill("Q: Where does Nobody Known live? A:")
+        page.get_by_role("button", name="Answer").click()
+        sync_api.expect(rows).to_have_count(n_rows + 1, timeout=60_000)
+        assert "Nobody Known" in rows.last.inner_text()
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
