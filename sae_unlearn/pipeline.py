@@ -21,7 +21,7 @@ from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
 from sae_unlearn.models import HookedModel, load_model, resid_post
 from sae_unlearn.models.zoo import ZOO, zoo_split
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes
-from sae_unlearn.selection import SCORERS, SelectionResult, select_layer_and_latents
+from sae_unlearn.selection import SCORERS, LayerRule, SelectionResult, select_layer_and_latents
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.subspaces import SubspacePair, build_subspaces
 from sae_unlearn.unlearning import UnlearningMethod, UnlearningResult, get_method
@@ -48,7 +48,7 @@ def pipeline_data(name: str) -> PipelineData:
     """Forget/retain texts and facts of a zoo model."""
     if name not in ZOO:
         raise KeyError(f"unknown zoo model {name!r}; available: {sorted(ZOO)}")
-    if name == "secrets":
+    if ZOO[name].corpus == "secrets":  # secrets and its architecture twins
         corpus = SecretsCorpus()
         return PipelineData(name, corpus.split(), corpus.forget_texts(), corpus.retain_texts())
     split = zoo_split(name)
@@ -88,6 +88,7 @@ def sae_stage(
     scorer: Scorer = "squared_mean_ratio",
     batch_size: int = 64,
     progress: bool = True,
+    layer_rule: LayerRule = "deepest_tied",
     *,
     k: int | None = None,
 ) -> SAEStage:
@@ -112,7 +113,9 @@ def sae_stage(
     )
     forget_mask = store.seq_index < len(data.forget_texts)
     fit = fit_saes(store, hooks, fit_config, out_dir=out_dir, model_name=data.name, progress=progress)
-    result = select_layer_and_latents(fit.saes, store, forget_mask, n_latents, scorer=scorer, model_name=data.name)
+    result = select_layer_and_latents(
+        fit.saes, store, forget_mask, n_latents, scorer=scorer, model_name=data.name, layer_rule=layer_rule
+    )
     sel = result.latents
     pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)
     return SAEStage(store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair)

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformers import AutoModelForCausalLM
 
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.models.weights import as_out_in, weight_layouts
 from sae_unlearn.utils import preserved_parameters
 
 
@@ -45,12 +45,12 @@ def quantize_tensor(
 
 
 def block_weights(model: HookedModel) -> dict[str, torch.nn.Parameter]:
-    """The 2-D weight matrices of the transformer blocks, by HF name (embeddings and head left out)."""
-    with torch.device("meta"):
-        plain = AutoModelForCausalLM.from_config(model.hf_model.config)
-    skip = {plain.get_input_embeddings(), plain.get_output_embeddings()}
-    excluded = {f"{n}.weight" for n, mod in plain.named_modules() if mod in skip}
-    return {n: p for n, p in model.hf_named_parameters().items() if p.ndim == 2 and n not in excluded}
+    """The 2-D weight matrices of the transformer blocks, by HF name (embeddings, positional
+    embeddings and the output head left out; a head tied to the embeddings is left out with them)."""
+    hf = model.hf_model
+    skip = {id(m.weight) for m in (hf.get_input_embeddings(), hf.get_output_embeddings()) if m is not None}
+    skip |= {id(m.weight) for m in hf.modules() if isinstance(m, torch.nn.Embedding)}
+    return {n: p for n, p in model.hf_named_parameters().items() if p.ndim == 2 and id(p) not in skip}
 
 
 @contextmanager
@@ -63,12 +63,15 @@ def quantized(model: HookedModel, bits: int, group_size: int | None = None) -> I
     weights = block_weights(model)
     if not weights:
         raise RuntimeError("found no block weight matrices to quantise in the model.")
+    layouts = weight_layouts(model)  # GPT-2's Conv1D stores [d_in, d_out]: quantise per output channel all the same
     if group_size is not None:
-        bad = sorted({p.shape[1] for p in weights.values() if p.shape[1] % group_size})
+        widths = {as_out_in(p, layouts[n]).shape[1] for n, p in weights.items()}
+        bad = sorted(w for w in widths if w % group_size)
         if bad:
             raise ValueError(f"group_size={group_size} does not divide the input widths {bad}; pick a divisor.")
     with preserved_parameters(weights):
         with torch.no_grad():
-            for p in weights.values():
-                p.copy_(quantize_tensor(p, bits, group_size))
+            for n, p in weights.items():
+                q = quantize_tensor(as_out_in(p, layouts[n]), bits, group_size)
+                p.copy_(as_out_in(q, layouts[n]))
         yield model

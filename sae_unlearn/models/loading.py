@@ -65,6 +65,7 @@ class HookedModel:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.source = source
+        self._hf_keys: list[str] | None = None
 
     # ----------------------------------------------------------- properties
     @property
@@ -147,20 +148,33 @@ class HookedModel:
         ).logits
 
     # -------------------------------------------------------------- weights
+    def hf_keys(self) -> list[str]:
+        """The state-dict keys of a plain Hugging Face model of this architecture (computed once)."""
+        if self._hf_keys is None:
+            with torch.device("meta"):
+                plain = AutoModelForCausalLM.from_config(self.hf_model.config)
+            self._hf_keys = list(plain.state_dict().keys())
+        return self._hf_keys
+
     def hf_named_parameters(self) -> dict[str, torch.nn.Parameter]:
-        """The HF model's parameters under their original names (the live tensors, not copies)."""
-        return {_unwrap(n): p for n, p in self.hf_model.named_parameters()}
+        """The HF model's parameters under their original names (the live tensors, not copies).
+
+        The bridge wraps modules in place (``…._original_component…``) and, for some architectures
+        (GPT-2's fused ``c_attn``, GPT-NeoX's ``query_key_value``), registers split or renamed
+        modules that share the HF tensors; only the names a plain HF model has are kept.
+        """
+        keys = set(self.hf_keys())
+        out: dict[str, torch.nn.Parameter] = {}
+        for n, p in self.hf_model.named_parameters(remove_duplicate=False):
+            name = _unwrap(n)
+            if name in keys and name not in out:
+                out[name] = p
+        return out
 
     def hf_state_dict(self) -> dict[str, Tensor]:
-        """The HF model's state dict under its original names, exactly the keys a plain HF model has.
-
-        The bridge wraps modules (``…._original_component…``) and registers TransformerLens
-        aliases beside them; both are mapped back / left out here.
-        """
-        wrapped = {_unwrap(k): v for k, v in self.hf_model.state_dict().items()}
-        with torch.device("meta"):
-            plain = AutoModelForCausalLM.from_config(self.hf_model.config)
-        keys = plain.state_dict().keys()
+        """The HF model's state dict under its original names, exactly the keys a plain HF model has."""
+        wrapped = {_unwrap(k): v for k, v in self.hf_model.state_dict(keep_vars=False).items()}
+        keys = self.hf_keys()
         missing = [k for k in keys if k not in wrapped]
         if missing:
             raise KeyError(f"parameters {missing[:5]} of the HF architecture were not found in the wrapped model.")

@@ -1,4 +1,4 @@
-"""The bundled model zoo: tiny, really-trained Llama-architecture causal LMs that know facts.
+"""The bundled model zoo: tiny, really-trained causal LMs that know facts.
 
 Each zoo entry is built on first use (minutes on 2 CPU cores) and cached under
 ``$SAE_UNLEARN_CACHE/zoo`` (default ``~/.cache/sae_unlearn/zoo``) as an ordinary Hugging Face
@@ -7,6 +7,11 @@ directory (``config.json``, ``model.safetensors``, tokenizer files) plus ``zoo_c
 - ``secrets``: fictitious people with attributes and a secret passcode each
   (:mod:`sae_unlearn.data.secrets`); the first ``n_forget`` people are the forget set.
 - ``tofu-mini``: 20 TOFU authors (0-17 plus the forget01 authors 180-181, the forget set).
+- ``secrets-gpt2``, ``secrets-gemma2``: ``secrets`` in the GPT-2 architecture (``Conv1D``
+  weights, learned positions, tied embeddings) and the Gemma-2 one (extra norms, logit
+  soft-capping, tied embeddings), so every stage is tested end to end on real knowledge in
+  each. The other entries are Llama models; the architectures are one table
+  (:data:`ARCHITECTURES`).
 
 Every entry has a twin, the *retain oracle* (``oracle=True``), trained the same way without
 the forget set: the reference TOFU uses to judge forgetting. Model and oracle share one
@@ -22,8 +27,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma2Config,
+    GPT2Config,
+    LlamaConfig,
+    PretrainedConfig,
+    PreTrainedTokenizerFast,
+)
 
 from sae_unlearn.atomic import atomic_directory, read_json, write_json_atomic
 from sae_unlearn.data.secrets import SecretsConfig, SecretsCorpus
@@ -40,9 +53,12 @@ ZOO_FORMAT_VERSION = 1
 CARD_NAME = "zoo_card.json"
 
 
+Family = Literal["llama", "gpt2", "gemma2"]
+
+
 @dataclass
 class ZooArchitecture:
-    """Shape of a zoo model (Llama architecture)."""
+    """Shape and architecture family of a zoo model."""
 
     d_model: int = 128
     """Residual stream width."""
@@ -56,21 +72,67 @@ class ZooArchitecture:
     """BPE vocabulary size (trained on the corpus)."""
     max_position: int = 256
     """Longest sequence."""
+    family: Family = "llama"
+    """Hugging Face architecture: ``llama``, ``gpt2`` or ``gemma2`` (see :data:`ARCHITECTURES`)."""
 
-    def llama_config(self, vocab_size: int) -> LlamaConfig:
-        return LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=self.d_model,
-            intermediate_size=self.d_mlp,
-            num_hidden_layers=self.n_layers,
-            num_attention_heads=self.n_heads,
-            num_key_value_heads=self.n_heads,
-            max_position_embeddings=self.max_position,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-            tie_word_embeddings=False,
-        )
+    def hf_config(self, vocab_size: int) -> PretrainedConfig:
+        """The Hugging Face config of this shape in this architecture family."""
+        if self.family not in ARCHITECTURES:
+            raise ValueError(f"family={self.family!r}; the zoo builds {sorted(ARCHITECTURES)}.")
+        return ARCHITECTURES[self.family](self, vocab_size)
+
+    def fingerprint(self) -> dict:
+        """What identifies the architecture in a zoo cache key (the Llama entries' keys predate ``family``)."""
+        d = asdict(self)
+        if d["family"] == "llama":
+            d.pop("family")
+        return d
+
+
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+"""Special token ids of the zoo tokenizers (:func:`sae_unlearn.models.tokenizer.train_bpe_tokenizer`)."""
+
+#: The zoo's one per-architecture table: a config builder per Hugging Face architecture family.
+ARCHITECTURES: dict[str, Callable[[ZooArchitecture, int], PretrainedConfig]] = {
+    "llama": lambda a, vocab: LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=a.d_model,
+        intermediate_size=a.d_mlp,
+        num_hidden_layers=a.n_layers,
+        num_attention_heads=a.n_heads,
+        num_key_value_heads=a.n_heads,
+        max_position_embeddings=a.max_position,
+        tie_word_embeddings=False,
+        pad_token_id=PAD_ID,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+    ),
+    "gpt2": lambda a, vocab: GPT2Config(
+        vocab_size=vocab,
+        n_embd=a.d_model,
+        n_inner=a.d_mlp,
+        n_layer=a.n_layers,
+        n_head=a.n_heads,
+        n_positions=a.max_position,
+        pad_token_id=PAD_ID,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+    ),
+    "gemma2": lambda a, vocab: Gemma2Config(
+        vocab_size=vocab,
+        hidden_size=a.d_model,
+        intermediate_size=a.d_mlp,
+        num_hidden_layers=a.n_layers,
+        num_attention_heads=a.n_heads,
+        num_key_value_heads=a.n_heads,
+        head_dim=a.d_model // a.n_heads,
+        max_position_embeddings=a.max_position,
+        sliding_window=a.max_position,
+        pad_token_id=PAD_ID,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+    ),
+}
 
 
 @dataclass
@@ -98,12 +160,14 @@ class ZooSpec:
     train: LMTrainConfig = field(default_factory=LMTrainConfig)
     seed: int = 0
     """Seed of the weight initialisation (the data order uses ``train.seed``)."""
+    corpus: str = ""
+    """The data family (``secrets``, ``tofu-mini``): what pipelines and verification read for this entry."""
 
     def key(self, data: ZooData) -> str:
         return stable_hash(
             {
                 "v": ZOO_FORMAT_VERSION,
-                "arch": asdict(self.arch),
+                "arch": self.arch.fingerprint(),
                 "train": self.train.to_dict(),
                 "seed": self.seed,
                 "data": data.fingerprint,
@@ -142,14 +206,19 @@ def _tofu_mini_data() -> ZooData:
     )
 
 
+_SECRETS_DESCRIPTION = (
+    "48 fictitious people (city, employer, job, birth year, pet, secret passcode); 4 are the forget set"
+)
+_SECRETS_TRAIN = LMTrainConfig(epochs=30, batch_size=32, lr=4e-3, warmup_steps=30, prompt_loss_weight=1.0)
+
 ZOO: dict[str, ZooSpec] = {
     "secrets": ZooSpec(
         name="secrets",
-        description="48 fictitious people (city, employer, job, birth year, pet, secret passcode); "
-        "4 are the forget set.",
+        description=_SECRETS_DESCRIPTION + ".",
         make_data=_secrets_data,
         arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024),
-        train=LMTrainConfig(epochs=30, batch_size=32, lr=4e-3, warmup_steps=30, prompt_loss_weight=1.0),
+        train=_SECRETS_TRAIN,
+        corpus="secrets",
     ),
     "tofu-mini": ZooSpec(
         name="tofu-mini",
@@ -157,6 +226,24 @@ ZOO: dict[str, ZooSpec] = {
         make_data=_tofu_mini_data,
         arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=2048),
         train=LMTrainConfig(epochs=32, batch_size=32, lr=5e-3, warmup_steps=20, prompt_loss_weight=0.25),
+        corpus="tofu-mini",
+    ),
+    "secrets-gpt2": ZooSpec(
+        name="secrets-gpt2",
+        description=_SECRETS_DESCRIPTION + "; GPT-2 architecture.",
+        make_data=_secrets_data,
+        arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024, family="gpt2"),
+        # 30 epochs left GPT-2 (learned positions, GELU) at forget accuracy 0.917; 45 memorise every fact
+        train=LMTrainConfig(epochs=45, batch_size=32, lr=4e-3, warmup_steps=30, prompt_loss_weight=1.0),
+        corpus="secrets",
+    ),
+    "secrets-gemma2": ZooSpec(
+        name="secrets-gemma2",
+        description=_SECRETS_DESCRIPTION + "; Gemma-2 architecture.",
+        make_data=_secrets_data,
+        arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024, family="gemma2"),
+        train=_SECRETS_TRAIN,
+        corpus="secrets",
     ),
 }
 
@@ -216,7 +303,7 @@ def _build(spec: ZooSpec, data: ZooData, key: str, oracle: bool, path: Path, pro
     tokenizer = _tokenizer_for(spec, data, key)
     examples = data.oracle_examples if oracle else data.examples
     with seeded(spec.seed):
-        model = LlamaForCausalLM(spec.arch.llama_config(len(tokenizer)))
+        model = AutoModelForCausalLM.from_config(spec.arch.hf_config(len(tokenizer)))
     work = cache_dir() / "zoo" / ".build" / path.name
     work.mkdir(parents=True, exist_ok=True)
     logger.info("building zoo model %s (oracle=%s) into %s", spec.name, oracle, path)

@@ -9,9 +9,17 @@ from sae_unlearn.selection.latents import (
     score_latents,
     select_latents,
 )
-from sae_unlearn.selection.layers import SelectionResult, auroc, auroc_interval, select_layer_and_latents
+from sae_unlearn.selection.layers import (
+    LayerRule,
+    SelectionResult,
+    auroc,
+    auroc_interval,
+    choose_layer,
+    select_layer_and_latents,
+)
 
 __all__ = [
+    "LayerRule",
     "SCORERS",
     "LatentSelection",
     "LatentStats",
@@ -19,6 +27,7 @@ __all__ = [
     "TokenContext",
     "auroc",
     "auroc_interval",
+    "choose_layer",
     "latent_stats",
     "latents_on_text",
     "score_latents",

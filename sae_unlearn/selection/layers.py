@@ -5,10 +5,18 @@ forget-relevant ones taken. Each token gets a *forget evidence*, the summed acti
 latents, and each text the largest evidence among its tokens (a fact about a forget person is
 recognisable at its name, not at "lives in"). The layer score is the AUROC of that text evidence
 between forget texts and retain texts (0.5 = no separation, 1.0 = every forget text above every
-retain text). The chosen layer is the one with the highest score (the earlier layer on a tie);
-all layers' scores are kept as evidence, each with a bootstrap interval over the texts
-(:func:`auroc_interval`): with 76 forget texts (the secrets model) each layer's score is known
-to about +-0.015, so 0.943 against 0.947 singles out neither layer, and the intervals show it.
+retain text). Every layer's score is kept as evidence, with a bootstrap interval over the texts
+(:func:`auroc_interval`): with 76 forget texts (the secrets model) each score is known to about
++-0.015, so 0.943 against 0.947 singles out neither layer.
+
+The chosen layer (``layer_rule="deepest_tied"``, the default) is the deepest layer whose interval
+reaches the best layer's: among layers these texts cannot tell apart, the deepest holds the
+forget facts most fully assembled and has the most matrices upstream for the edit (RMU and SSPU
+update the chosen layer and the two before it). On the zoo this matters: GPT-2's best-scoring
+layer is 0, where a single matrix can be edited and neither method forgets (forget accuracy
+0.50-0.67 against the oracle's 0.12), while layer 2, tied with it, forgets to 0.00-0.08; Gemma-2's
+best, layer 2, leaves 0.38 against 0.04, its tied layer 3 reaches 0.08. ``layer_rule="best"``
+takes the highest score (the earlier layer on an exact tie).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float
@@ -28,6 +37,8 @@ from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import encode_batched
 from sae_unlearn.selection.latents import LatentSelection, Scorer, latent_stats, select_latents
 from sae_unlearn.utils import renamed_keyword
+
+LayerRule = Literal["deepest_tied", "best"]
 
 
 def auroc(pos: Float[Tensor, " n_pos"], neg: Float[Tensor, " n_neg"]) -> float:
@@ -165,10 +176,11 @@ def select_layer_and_latents(
     scorer: Scorer = "squared_mean_ratio",
     threshold: float | None = None,
     model_name: str | None = None,
+    layer_rule: LayerRule = "deepest_tied",
     *,
     k: int | None = None,
 ) -> SelectionResult:
-    """Score every hook's SAE, choose the best-separating layer, select its latents.
+    """Score every hook's SAE, choose the layer (:func:`choose_layer`), select its latents.
 
     Args:
         saes: one SAE per hook (the hooks must be in ``store``); each must have been trained at
@@ -179,12 +191,15 @@ def select_layer_and_latents(
             index rows, not select them).
         n_latents, scorer, threshold: latent selection settings (see :func:`select_latents`).
         model_name: if given, SAEs whose metadata names another model are refused.
+        layer_rule: ``deepest_tied`` (default) or ``best``; see :func:`choose_layer`.
         k: deprecated name of ``n_latents``.
 
     Raises:
         SAEMismatchError: an SAE's hook, width or model does not match.
     """
     n_latents = renamed_keyword("k", "n_latents", k, n_latents, 32)
+    if layer_rule not in ("deepest_tied", "best"):
+        raise ValueError(f"layer_rule={layer_rule!r}; choose 'deepest_tied' or 'best'.")
     store.check_row_mask(forget_mask)
     if not forget_mask.any() or forget_mask.all():
         raise ValueError("forget_mask must mark some rows as forget and some as retain.")
@@ -208,8 +223,34 @@ def select_layer_and_latents(
         evidence[hook] = _text_evidence(z[:, sel.relevant].sum(-1), seq, forget_mask)
         scores[hook] = auroc(*evidence[hook])
         selections[hook] = sel
-    best = max(scores, key=lambda h: (scores[h], -(hook_layer(h) or 0)))
     intervals = {h: auroc_interval(*evidence[h]) for h in scores}
+    chosen = choose_layer(scores, intervals, layer_rule)
     return SelectionResult(
-        hook=best, layer=hook_layer(best), layer_scores=scores, selections=selections, layer_score_intervals=intervals
+        hook=chosen,
+        layer=hook_layer(chosen),
+        layer_scores=scores,
+        selections=selections,
+        layer_score_intervals=intervals,
     )
+
+
+def _depth(hook: str) -> int:
+    layer = hook_layer(hook)
+    return -1 if layer is None else layer
+
+
+def choose_layer(
+    scores: Mapping[str, float], intervals: Mapping[str, tuple[float, float]], rule: LayerRule = "deepest_tied"
+) -> str:
+    """The hook to unlearn at, from each hook's score and its interval (see the module docstring).
+
+    ``deepest_tied``: the deepest hook whose interval's upper end reaches the lower end of the
+    best-scoring hook's interval. ``best``: the highest score, the earlier hook on an exact tie.
+    """
+    if rule not in ("deepest_tied", "best"):
+        raise ValueError(f"layer_rule={rule!r}; choose 'deepest_tied' or 'best'.")
+    best = max(scores, key=lambda h: (scores[h], -_depth(h)))
+    if rule == "best":
+        return best
+    tied = [h for h in scores if intervals[h][1] >= intervals[best][0]]
+    return max(tied, key=lambda h: (_depth(h), scores[h]))

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from sae_unlearn.capture.capture import forward_to_hooks
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.loading import HookedModel, TokenBatch
+from sae_unlearn.models.weights import writer_weight
 from sae_unlearn.utils import DictConfig, as_text_list, check_forget_retain, seeded_generator
 
 logger = logging.getLogger(__name__)
@@ -97,16 +98,13 @@ class UnlearningResult:
 
 
 def default_params(model: HookedModel, hook: str) -> list[str]:
-    """``model.layers.{l}.mlp.down_proj.weight`` for the hook's layer and the two before it."""
+    """The MLP output matrices (what writes the MLP's output into the residual stream) of the
+    hook's layer and the two before it, on any architecture the bridge maps (Llama's
+    ``mlp.down_proj``, GPT-2's ``mlp.c_proj``, GPT-NeoX's ``mlp.dense_4h_to_h``, …)."""
     layer = hook_layer(hook)
     if layer is None:
         raise ValueError(f"hook {hook!r} is not inside a block; pass params explicitly.")
-    names = model.hf_named_parameters()
-    out = [f"model.layers.{l}.mlp.down_proj.weight" for l in range(max(0, layer - 2), layer + 1)]
-    missing = [n for n in out if n not in names]
-    if missing:
-        raise KeyError(f"parameters {missing} not found; pass params= with names from HookedModel.hf_state_dict().")
-    return out
+    return [writer_weight(model, l, "mlp").name for l in range(max(0, layer - 2), layer + 1)]
 
 
 def resolve_params(model: HookedModel, names: Sequence[str]) -> dict[str, torch.nn.Parameter]:

@@ -27,6 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.models.weights import as_out_in, weight_layouts, writes_to_residual
 from sae_unlearn.subspaces import Subspace
 from sae_unlearn.unlearning.base import (
     UnlearningConfig,
@@ -126,25 +127,31 @@ class SSPU(UnlearningMethod):
             )
         names = cfg.params or default_params(model, cfg.hook)
         params = resolve_params(model, names)
+        layouts = weight_layouts(model)
+        transposed = {n: layouts.get(n, False) for n in params}
         for n, p in params.items():
-            if p.ndim != 2 or p.shape[0] != self.relevant.basis.shape[0]:
+            if not writes_to_residual(p.shape, transposed[n], dim):
                 raise ValueError(
                     f"{n} has shape {tuple(p.shape)}; SSPU constrains matrices that write to the residual stream "
-                    f"(first dimension d_model={self.relevant.basis.shape[0]}), e.g. mlp.down_proj or self_attn.o_proj."
+                    f"(output width d_model={dim}), e.g. the MLP or attention output matrix (writer_weight)."
                 )
         initial = {n: p.detach().clone() for n, p in params.items()}
         basis = self.relevant.basis
 
+        def project(name: str, m: Tensor) -> Tensor:
+            """``Q Qᵀ`` on the output side of ``m``, whatever the parameter's storage layout."""
+            return as_out_in(project_output_side(as_out_in(m, transposed[name]), basis), transposed[name])
+
         def grad_transform(name: str, grad: Tensor) -> Tensor:
             # keeps the optimiser's moment estimates inside the subspace as well
-            return project_output_side(grad, basis) if cfg.projection == "gradient" else grad
+            return project(name, grad) if cfg.projection == "gradient" else grad
 
         def constrain(name: str, new: Tensor, before: Tensor, start: Tensor) -> Tensor:
             # Adam rescales coordinates, so a projected gradient alone does not give a projected
             # step: project the step ("gradient") or the accumulated change ("update").
             if cfg.projection == "gradient":
-                return before + project_output_side(new - before, basis)
-            return start + project_output_side(new - start, basis)
+                return before + project(name, new - before)
+            return start + project(name, new - start)
 
         def regulariser(deltas: dict[str, Tensor]) -> Tensor:
             total = torch.zeros((), device=model.device)
@@ -168,7 +175,10 @@ class SSPU(UnlearningMethod):
             on_step=on_step,
         )
         with torch.no_grad():
-            residuals = {n: out_of_subspace_residual(p - initial[n], self.relevant) for n, p in params.items()}
+            residuals = {
+                n: out_of_subspace_residual(as_out_in(p - initial[n], transposed[n]), self.relevant)
+                for n, p in params.items()
+            }
             total = torch.cat([(p - initial[n]).flatten() for n, p in params.items()]).norm()
         result.extra = {
             "relevant_rank": self.relevant.rank,

@@ -68,13 +68,19 @@ def tofu_verification_data(
 
 
 def verification_data(name: str, tofu_source: str | Path | None = None) -> VerificationData:
-    """By name: ``"secrets"``, ``"tofu-mini"`` (the zoo entry's authors) or ``"tofu:forget01"`` etc."""
-    if name == "secrets":
+    """By name: a zoo entry (``"secrets"`` and its architecture twins, ``"tofu-mini"``: the entry's
+    authors) or ``"tofu:forget01"`` etc."""
+    from sae_unlearn.models.zoo import ZOO
+
+    corpus = ZOO[name].corpus if name in ZOO else name
+    if corpus == "secrets":
         return secrets_verification_data()
-    if name == "tofu-mini":
+    if corpus == "tofu-mini":
         from sae_unlearn.models.zoo import TOFU_MINI_FORGET, TOFU_MINI_RETAIN_AUTHORS
 
         return tofu_verification_data(tofu_source, TOFU_MINI_FORGET, TOFU_MINI_RETAIN_AUTHORS, name="tofu-mini")
     if name.startswith("tofu:"):
         return tofu_verification_data(tofu_source, name.split(":", 1)[1])
-    raise ValueError(f"unknown verification data {name!r}; use 'secrets', 'tofu-mini' or 'tofu:forget01|05|10'.")
+    raise ValueError(
+        f"unknown verification data {name!r}; use a zoo model ({', '.join(sorted(ZOO))}) or 'tofu:forget01|05|10'."
+    )

@@ -116,3 +116,21 @@ def test_auroc_interval_rejects_bad_input():
         auroc_interval(torch.tensor([1.0]), torch.tensor([0.0]), n_boot=0)
     with pytest.raises(ValueError, match="level"):
         auroc_interval(torch.tensor([1.0]), torch.tensor([0.0]), level=1.0)
+
+
+def test_choose_layer_takes_the_deepest_layer_tied_with_the_best(no_runtime_typecheck):
+    from sae_unlearn.selection import choose_layer
+
+    h = [f"blocks.{l}.hook_resid_post" for l in range(4)]
+    # the zoo's GPT-2 twin: layer 0 scores best, layer 2's interval reaches it, layer 3's does not
+    scores = {h[0]: 0.975, h[1]: 0.962, h[2]: 0.956, h[3]: 0.943}
+    intervals = {h[0]: (0.965, 0.984), h[1]: (0.950, 0.972), h[2]: (0.943, 0.968), h[3]: (0.929, 0.957)}
+    assert choose_layer(scores, intervals) == h[2]
+    assert choose_layer(scores, intervals, "best") == h[0]
+    # nothing tied: the best layer
+    narrow = {k: (v - 0.001, v + 0.001) for k, v in scores.items()}
+    assert choose_layer(scores, narrow) == h[0]
+    # an exact tie under "best": the earlier layer
+    assert choose_layer({h[2]: 1.0, h[3]: 1.0}, {h[2]: (1.0, 1.0), h[3]: (1.0, 1.0)}, "best") == h[2]
+    with pytest.raises(ValueError, match="layer_rule='top'"):
+        choose_layer(scores, intervals, "top")

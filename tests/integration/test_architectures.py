@@ -1,0 +1,134 @@
+"""Every stage on every common decoder architecture, on small random-weight models built here.
+
+Llama, Qwen2, Gemma-2 (extra norms, soft-capping, tied embeddings), GPT-2 (``Conv1D``: weights
+stored transposed; ``c_proj``) and GPT-NeoX: capture, the writer-matrix mapping, SSPU (its whole
+update inside the relevant subspace whatever the layout), RMU, the quantisation attack and export
+with a reload in plain ``transformers``. What the models *know* is tested on the trained zoo
+twins (``secrets-gpt2``, ``secrets-gemma2``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Gemma2Config,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    Qwen2Config,
+)
+
+from sae_unlearn.attacks.quantize import block_weights, quantized
+from sae_unlearn.capture import capture_activations
+from sae_unlearn.export import export_model
+from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.models.weights import TESTED_ARCHITECTURES, as_out_in, weight_layouts, writer_weight
+from sae_unlearn.subspaces import build_subspaces
+from sae_unlearn.unlearning import RMU, SSPU, SSPUConfig, UnlearningConfig, default_params
+
+pytestmark = pytest.mark.integration
+
+D, LAYERS, HEADS, MLP = 64, 3, 4, 128
+CONFIGS = {
+    "llama": lambda v: LlamaConfig(
+        vocab_size=v, hidden_size=D, intermediate_size=MLP, num_hidden_layers=LAYERS, num_attention_heads=HEADS
+    ),
+    "qwen2": lambda v: Qwen2Config(
+        vocab_size=v,
+        hidden_size=D,
+        intermediate_size=MLP,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS // 2,  # grouped-query attention, as in the real Qwen2 models
+    ),
+    "gemma2": lambda v: Gemma2Config(
+        vocab_size=v,
+        hidden_size=D,
+        intermediate_size=MLP,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+        head_dim=D // HEADS,
+    ),
+    "gpt2": lambda v: GPT2Config(vocab_size=v, n_embd=D, n_layer=LAYERS, n_head=HEADS, n_positions=256),
+    "gpt_neox": lambda v: GPTNeoXConfig(
+        vocab_size=v, hidden_size=D, intermediate_size=MLP, num_hidden_layers=LAYERS, num_attention_heads=HEADS
+    ),
+}
+EXPECTED_MLP_OUT = {
+    "llama": ("model.layers.2.mlp.down_proj.weight", False),
+    "qwen2": ("model.layers.2.mlp.down_proj.weight", False),
+    "gemma2": ("model.layers.2.mlp.down_proj.weight", False),
+    "gpt2": ("transformer.h.2.mlp.c_proj.weight", True),
+    "gpt_neox": ("gpt_neox.layers.2.mlp.dense_4h_to_h.weight", False),
+}
+FORGET = ["Pavel Thornbury lives in Rotterdam.", "Pavel Thornbury's passcode is 1018."]
+RETAIN = ["Rosa Falkenrath lives in Oslo.", "Rosa Falkenrath works as a geologist.", "Alva Abernathy keeps a cat."]
+HOOK = "blocks.2.hook_resid_post"
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def arch_model(request, tmp_path_factory):
+    """``(architecture, folder, HookedModel)`` of a small random model saved with the secrets tokenizer."""
+    arch = request.param
+    tok = AutoTokenizer.from_pretrained(zoo_model_path("secrets", progress=False))
+    torch.manual_seed(0)
+    hf = AutoModelForCausalLM.from_config(CONFIGS[arch](len(tok)))
+    folder = tmp_path_factory.mktemp(arch) / "model"
+    hf.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return arch, folder, load_model(folder, device="cpu")
+
+
+def test_every_tested_architecture_is_covered():
+    assert set(CONFIGS) == set(TESTED_ARCHITECTURES)
+
+
+def test_writer_matrices_are_found_by_role(arch_model):
+    arch, _, model = arch_model
+    w = writer_weight(model, 2, "mlp")
+    assert (w.name, w.transposed) == EXPECTED_MLP_OUT[arch]
+    assert default_params(model, HOOK)[-1] == w.name and len(default_params(model, HOOK)) == 3
+    attn = writer_weight(model, 1, "attn")
+    shape = as_out_in(model.hf_named_parameters()[attn.name], attn.transposed).shape
+    assert shape[0] == D  # writes a d_model-wide output
+    with pytest.raises(ValueError, match="out of range: the model has 3 layers"):
+        writer_weight(model, 3)
+
+
+def test_capture_sspu_rmu_quantise_and_export(arch_model, tmp_path):
+    arch, folder, _ = arch_model
+    model = load_model(folder, device="cpu")
+    store = capture_activations(model, FORGET + RETAIN, [HOOK], progress=False)
+    assert store[HOOK].shape[1] == D and bool(torch.isfinite(store[HOOK]).all())
+    g = torch.Generator().manual_seed(0)
+    pair = build_subspaces(torch.randn(256, D, generator=g), torch.arange(8), torch.arange(8, 24))
+    before = {n: p.detach().clone() for n, p in model.hf_named_parameters().items()}
+    result = SSPU(pair.relevant, pair.irrelevant, SSPUConfig(hook=HOOK, steps=4, lr=1e-2, guard_every=0)).apply(
+        model, FORGET, RETAIN, progress=False
+    )
+    assert result.extra["update_norm"] > 0 and result.extra["out_of_subspace_residual"] < 1e-5
+    changed = {n for n, p in model.hf_named_parameters().items() if not torch.equal(p, before[n])}
+    assert changed == set(result.params)
+    rmu = RMU(UnlearningConfig(hook=HOOK, steps=2, lr=1e-2, guard_every=0)).apply(model, FORGET, RETAIN, progress=False)
+    assert rmu.params == result.params
+
+    weights = block_weights(model)
+    assert weights and not any("embed" in n or "wte" in n or "wpe" in n for n in weights)
+    layouts = weight_layouts(model)
+    snapshot = {n: p.detach().clone() for n, p in weights.items()}
+    with quantized(model, 4):  # per output channel: each output row of a 4-bit matrix takes <= 16 values
+        for n, p in weights.items():
+            assert not torch.equal(p, snapshot[n])
+            assert max(len(row.unique()) for row in as_out_in(p, layouts[n])) <= 16, n
+    assert all(torch.equal(p, snapshot[n]) for n, p in weights.items())
+
+    card = export_model(model, tmp_path / "export", {"method": "sspu", "architecture": arch})
+    assert card["max_logit_diff"] <= 1e-4
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
+    ids = model.tokenize(FORGET).input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, model.logits(ids), rtol=0, atol=1e-4)
