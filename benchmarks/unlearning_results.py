@@ -1,6 +1,6 @@
-"""Original vs retain oracle vs RMU vs SSPU, side by side in one run, on secrets and tofu-mini.
+"""Original vs retain oracle vs RMU vs SSPU, side by side in one run, on every zoo model.
 
-    python benchmarks/unlearning_results.py [--models secrets tofu-mini] [--timing-steps 40]
+    python benchmarks/unlearning_results.py [--models secrets tofu-mini secrets-gpt2 secrets-gemma2] [--timing-steps 40]
 
 For each zoo model: the SAE stage (capture, SAEs, selection, subspaces), then RMU and SSPU with
 the same trainer, data, parameters and budget (``sae_unlearn.pipeline.DEFAULT_UNLEARNING``), each
@@ -17,6 +17,7 @@ import statistics
 import tempfile
 
 from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 
@@ -32,7 +33,7 @@ COLS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["secrets", "tofu-mini"])
+    parser.add_argument("--models", nargs="+", default=list(ZOO))
     parser.add_argument("--timing-steps", type=int, default=40, help="steps per timing run (3 alternating runs each)")
     args = parser.parse_args()
     print("settings:", DEFAULT_UNLEARNING)

@@ -1,6 +1,6 @@
 """Is it gone or only hidden? Original, retain oracle, RMU and SSPU verified side by side in one run.
 
-    python benchmarks/verification_results.py [--models secrets tofu-mini] [--out DIR]
+    python benchmarks/verification_results.py [--models secrets tofu-mini secrets-gpt2 secrets-gemma2] [--out DIR]
 
 For each zoo model: the SAE stage and RMU / SSPU unlearning exactly as in
 ``benchmarks/unlearning_results.py`` (``sae_unlearn.pipeline.DEFAULT_UNLEARNING``), then
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
@@ -24,7 +25,7 @@ from sae_unlearn.verification import VerifyConfig, measure, verification_data, v
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["secrets", "tofu-mini"])
+    parser.add_argument("--models", nargs="+", default=list(ZOO))
     parser.add_argument("--out", default=None, help="folder for the full reports (optional)")
     args = parser.parse_args()
     config = VerifyConfig()

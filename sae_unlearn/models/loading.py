@@ -277,6 +277,19 @@ def load_model(
     hf_model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kwargs)
     hf_model.to(dev)  # type: ignore[arg-type]  # transformers types .to() for dtypes only
     hf_model.eval()
-    bridge = TransformerBridge.boot_transformers(src, hf_model=hf_model, tokenizer=tokenizer, device=dev, dtype=dtype)
+    try:
+        bridge = TransformerBridge.boot_transformers(
+            src, hf_model=hf_model, tokenizer=tokenizer, device=dev, dtype=dtype
+        )
+    except ValueError as e:
+        if "supported architecture" not in str(e):
+            raise
+        arch = getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__]
+        raise NotImplementedError(
+            f"{src}: architecture {arch[0]} ({hf_model.config.model_type}) is not mapped by TransformerLens's "
+            "TransformerBridge, so its hook points and weights cannot be addressed. Every stage is tested on "
+            "Llama, Qwen2, Gemma-2, GPT-2 and GPT-NeoX; others the bridge maps load too (see its list of "
+            "supported architectures)."
+        ) from None
     logger.info("loaded %s (%d layers) on %s", src, bridge.cfg.n_layers, dev)
     return HookedModel(bridge=bridge, hf_model=hf_model, tokenizer=tokenizer, source=src)

@@ -132,3 +132,14 @@ def test_capture_sspu_rmu_quantise_and_export(arch_model, tmp_path):
     ids = model.tokenize(FORGET).input_ids
     with torch.no_grad():
         torch.testing.assert_close(reloaded(ids).logits, model.logits(ids), rtol=0, atol=1e-4)
+
+
+def test_an_architecture_the_bridge_does_not_map_is_named(tmp_path):
+    from transformers import BioGptConfig
+
+    tok = AutoTokenizer.from_pretrained(zoo_model_path("secrets", progress=False))
+    cfg = BioGptConfig(vocab_size=len(tok), hidden_size=D, num_hidden_layers=2, num_attention_heads=HEADS)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(NotImplementedError, match=r"BioGptForCausalLM \(biogpt\) is not mapped by .*TransformerBridge"):
+        load_model(tmp_path, device="cpu")
