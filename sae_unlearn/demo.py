@@ -22,7 +22,7 @@ from sae_unlearn.export import export_model
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline_data, sae_stage, unlearn
-from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, encode_batched
+from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_id, encode_batched
 from sae_unlearn.selection import SCORERS, top_activating_contexts
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.unlearning import UnlearningConfig
@@ -55,6 +55,9 @@ class DemoConfig(DictConfig):
     """Unlearning optimiser steps (SSPU and RMU alike)."""
     progress: bool = True
     """Show progress bars."""
+    saes: str = ""
+    """Pretrained SAEs to use instead of fitting: a folder (fit_saes output, sae-lens SAE folders,
+    Gemma Scope params.npz) or release:sae_id from sae-lens's registry (online)."""
     k: int | None = None
     """Deprecated name of ``n_latents``."""
 
@@ -72,10 +75,18 @@ class DemoConfig(DictConfig):
         if out.exists() and not out.is_dir():
             raise ValueError(f"out={self.out!r} is a file; choose a folder.")
         resolve_device(self.device)
-        fit = self.sae_fit_config()
-        d_sae = fit.expansion_factor * ZOO[self.model].arch.d_model
-        if not 1 <= self.n_latents <= d_sae:
-            raise ValueError(f"n_latents={self.n_latents} must be in [1, d_sae={d_sae}] (the SAEs' width).")
+        if self.saes:  # checked against the SAEs' width once they are loaded
+            if not Path(self.saes).expanduser().is_dir():
+                if ":" not in self.saes:
+                    raise ValueError(f"saes={self.saes!r} is neither a folder nor release:sae_id.")
+                check_pretrained_id(*self.saes.split(":", 1))
+            if self.n_latents < 1:
+                raise ValueError(f"n_latents={self.n_latents} must be >= 1.")
+        else:
+            fit = self.sae_fit_config()
+            d_sae = fit.expansion_factor * ZOO[self.model].arch.d_model
+            if not 1 <= self.n_latents <= d_sae:
+                raise ValueError(f"n_latents={self.n_latents} must be in [1, d_sae={d_sae}] (the SAEs' width).")
         UnlearningConfig.from_dict(self.unlearning_settings())  # steps and the rest, checked now
 
     def sae_fit_config(self) -> SAEFitConfig:
@@ -133,15 +144,20 @@ def run_demo(config: DemoConfig) -> dict:
         scorer=config.scorer,
         batch_size=config.batch_size,
         progress=config.progress,
+        saes=config.saes or None,
     )
     timing["capture_and_sae_s"] = time.perf_counter() - t
     report["capture"] = _capture_report(stage, data)
     texts = data.forget_texts + data.retain_texts
     ce = ce_loss_recovered(model, stage.fit.saes, texts[:: max(1, len(texts) // 300)])
     saes_dir = stage.fit.path
-    assert saes_dir is not None  # fitted into `out`
     report["sae"] = {
-        h: stage.fit.stats[h].to_dict() | {"ce_loss_recovered": ce[h]["ce_loss_recovered"], "path": str(saes_dir / h)}
+        h: stage.fit.stats[h].to_dict()
+        | {
+            "ce_loss_recovered": ce[h]["ce_loss_recovered"],
+            "path": str(saes_dir / h) if saes_dir is not None else stage.fit.source,
+            "pretrained": stage.fit.pretrained,
+        }
         for h in stage.fit.hooks
     }
     report["selection"] = _selection_report(stage, model, config)

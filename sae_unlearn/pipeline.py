@@ -7,11 +7,13 @@ small dataclass, so a notebook can run, inspect and re-run any of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from jaxtyping import Bool
+from sae_lens import SAE
 from torch import Tensor
 
 from sae_unlearn.capture import ActivationStore, capture_activations
@@ -19,12 +21,15 @@ from sae_unlearn.data.secrets import SecretsCorpus
 from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
 from sae_unlearn.models import HookedModel, load_model, resid_post
+from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.zoo import ZOO, zoo_split
-from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes
+from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes, load_saes, reconstruction_stats
+from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.selection import SCORERS, LayerRule, SelectionResult, select_layer_and_latents
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.subspaces import SubspacePair, build_subspaces
 from sae_unlearn.unlearning import UnlearningMethod, UnlearningResult, get_method
+from sae_unlearn.unlearning.base import EDIT_DEPTH
 from sae_unlearn.utils import check_forget_retain, renamed_keyword
 
 #: Unlearning settings used by the demo and the results table (same budget for every method).
@@ -89,6 +94,7 @@ def sae_stage(
     batch_size: int = 64,
     progress: bool = True,
     layer_rule: LayerRule = "deepest_tied",
+    saes: Mapping[str, SAE] | str | Path | None = None,
     *,
     k: int | None = None,
 ) -> SAEStage:
@@ -96,6 +102,13 @@ def sae_stage(
 
     ``n_latents`` relevant and irrelevant latents are selected (``k`` is its deprecated name);
     forget and retain texts are checked first (lists, non-empty, no text on both sides).
+
+    The layer is chosen among those with the default edit upstream (``EDIT_DEPTH`` blocks up to
+    and including it; :mod:`sae_unlearn.selection.layers` explains why); all are scored.
+
+    With ``saes`` (``{hook: SAE}``, or anything :func:`~sae_unlearn.saes.load_saes` takes: a folder
+    or ``"release:sae_id"``) nothing is fitted: only the SAEs' hooks are captured, each SAE is
+    checked against the activations there (hook, width), and the layer is chosen among theirs.
     """
     n_latents = renamed_keyword("k", "n_latents", k, n_latents, 64)
     check_forget_retain(data.forget_texts, data.retain_texts)
@@ -103,18 +116,51 @@ def sae_stage(
         raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
     if scorer not in SCORERS:
         raise ValueError(f"scorer={scorer!r}; choose one of {SCORERS}.")
-    fit_config = fit_config or SAEFitConfig()
-    d_sae = fit_config.expansion_factor * model.d_model
+    given = None if saes is None else (dict(saes) if isinstance(saes, Mapping) else load_saes(saes))
+    if given is not None:
+        hooks = model.validate_hooks(list(given))
+        d_sae = min(int(s.cfg.d_sae) for s in given.values())
+    else:
+        fit_config = fit_config or SAEFitConfig()
+        hooks = [resid_post(layer) for layer in range(model.n_layers)]
+        d_sae = fit_config.expansion_factor * model.d_model
     if n_latents > d_sae:
-        raise ValueError(f"n_latents={n_latents} is more than the SAEs will have (d_sae={d_sae}); lower it.")
-    hooks = [resid_post(layer) for layer in range(model.n_layers)]
+        raise ValueError(f"n_latents={n_latents} is more than the SAEs have (d_sae={d_sae}); lower it.")
     store = capture_activations(
         model, data.forget_texts + data.retain_texts, hooks, batch_size=batch_size, progress=progress
     )
     forget_mask = store.seq_index < len(data.forget_texts)
-    fit = fit_saes(store, hooks, fit_config, out_dir=out_dir, model_name=data.name, progress=progress)
+    if given is not None:
+        first = next(store.iter_shards())
+        for h, sae in given.items():
+            check_sae_matches(sae, h, int(first[h].shape[-1]))
+        fit = FittedSAEs(
+            saes=given,
+            stats={h: reconstruction_stats(sae, store[h]) for h, sae in given.items()},
+            config=None,
+            path=None,
+            pretrained=True,
+            source=None if isinstance(saes, Mapping) else str(saes),
+        )
+    else:
+        fit = fit_saes(store, hooks, fit_config, out_dir=out_dir, model_name=data.name, progress=progress)
+    # the default edit (the chosen layer and the EDIT_DEPTH - 1 blocks before it) must exist there
+    editable = [h for h in hooks if (layer := last_writer_layer(h)) is not None and layer >= EDIT_DEPTH - 1]
+    if not editable:
+        warnings.warn(
+            f"no hook among {hooks} has {EDIT_DEPTH} blocks upstream to edit; choosing among all of them.",
+            UserWarning,
+            stacklevel=2,
+        )
     result = select_layer_and_latents(
-        fit.saes, store, forget_mask, n_latents, scorer=scorer, model_name=data.name, layer_rule=layer_rule
+        fit.saes,
+        store,
+        forget_mask,
+        n_latents,
+        scorer=scorer,
+        model_name=None if given is not None else data.name,
+        layer_rule=layer_rule,
+        candidates=editable or None,
     )
     sel = result.latents
     pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)

@@ -26,6 +26,19 @@ def hook_layer(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def last_writer_layer(name: str) -> int | None:
+    """The deepest block whose computation reaches the hook: ``L`` for ``blocks.L.*`` sites, but
+    ``L - 1`` for ``blocks.L.hook_resid_pre`` (the residual stream *entering* block ``L``, e.g.
+    gpt2-small-res-jb's SAE sites); ``None`` outside the blocks or before the first one."""
+    m = _BLOCK_RE.match(name)
+    if not m:
+        return None
+    layer = int(m.group(1))
+    if m.group(2) == "hook_resid_pre":
+        return layer - 1 if layer > 0 else None
+    return layer
+
+
 def resid_post(layer: int) -> str:
     """``blocks.{layer}.hook_resid_post``: the residual stream after block ``layer``."""
     return f"blocks.{layer}.hook_resid_post"

@@ -88,6 +88,9 @@ def load_sae(
             raise FileNotFoundError(f"{path} is not a sae-lens SAE folder (no cfg.json).")
         sae = SAE.load_from_disk(path, device=device)
     elif sae_id is not None:
+        from sae_unlearn.saes.pretrained import check_pretrained_id
+
+        check_pretrained_id(str(source), sae_id)
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise FileNotFoundError(
                 f"pretrained SAE {source!r}/{sae_id!r} needs the hub but HF_HUB_OFFLINE=1; load one from disk."

@@ -55,7 +55,8 @@ class FittedSAEs:
     """Inference SAEs (as loaded back from disk when saved), keyed by hook name."""
     stats: dict[str, SAEStats]
     """L0, explained variance and dead fraction of each SAE on the training activations."""
-    config: SAEFitConfig
+    config: SAEFitConfig | None
+    """How they were fitted (``None`` for pretrained SAEs)."""
     path: Path | None
     """Folder holding one sae-lens SAE folder per hook, or ``None`` when not saved."""
     history: list[dict] = field(default_factory=list)
@@ -63,6 +64,10 @@ class FittedSAEs:
     ``log_every`` steps on a fixed sample of the store (saved in ``fit.json``, restored on load)."""
     from_cache: bool = False
     """``True`` when :func:`fit_saes` loaded a finished fit instead of training."""
+    pretrained: bool = False
+    """``True`` for SAEs given to the SAE stage instead of fitted (:mod:`sae_unlearn.saes.pretrained`)."""
+    source: str | None = None
+    """Where pretrained SAEs came from (a folder or ``release:sae_id``)."""
 
     @property
     def hooks(self) -> list[str]:

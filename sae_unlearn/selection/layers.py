@@ -9,20 +9,23 @@ retain text). Every layer's score is kept as evidence, with a bootstrap interval
 (:func:`auroc_interval`): with 76 forget texts (the secrets model) each score is known to about
 +-0.015, so 0.943 against 0.947 singles out neither layer.
 
-The chosen layer (``layer_rule="deepest_tied"``, the default) is the deepest layer whose interval
-reaches the best layer's: among layers these texts cannot tell apart, the deepest holds the
-forget facts most fully assembled and has the most matrices upstream for the edit (RMU and SSPU
-update the chosen layer and the two before it). On the zoo this matters: GPT-2's best-scoring
-layer is 0, where a single matrix can be edited and neither method forgets (forget accuracy
-0.50-0.67 against the oracle's 0.12), while layer 2, tied with it, forgets to 0.00-0.08; Gemma-2's
-best, layer 2, leaves 0.38 against 0.04, its tied layer 3 reaches 0.08. ``layer_rule="best"``
-takes the highest score (the earlier layer on an exact tie).
+The layer is chosen among *candidate* layers (the pipeline passes those with the whole edit
+upstream: RMU and SSPU update the chosen layer's MLP output matrix and the two before it, so
+layers 0 and 1 cannot be edited as configured; their scores are still reported). Among the
+candidates (``layer_rule="deepest_tied"``, the default) it is the deepest one whose interval
+reaches the best candidate's: among layers these texts cannot tell apart, the deepest holds the
+forget facts most fully assembled. ``layer_rule="best"`` takes the highest score (the earlier
+layer on an exact tie). On the zoo both choices matter. GPT-2's best layer is 0 (AUROC 0.982
+against 0.95-0.96 elsewhere): steered there, with one matrix to edit, neither method forgets
+(forget accuracy 0.50-0.67 against the oracle's 0.12), while at layers 2 and 3 both forget to
+0.00-0.08. Gemma-2's layers 2 and 3 tie; at layer 2 (its sandwich norms cap what each block
+writes) both methods stay at 0.38 against the oracle's 0.04, at layer 3 they reach 0.08.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -177,6 +180,7 @@ def select_layer_and_latents(
     threshold: float | None = None,
     model_name: str | None = None,
     layer_rule: LayerRule = "deepest_tied",
+    candidates: Collection[str] | None = None,
     *,
     k: int | None = None,
 ) -> SelectionResult:
@@ -192,6 +196,7 @@ def select_layer_and_latents(
         n_latents, scorer, threshold: latent selection settings (see :func:`select_latents`).
         model_name: if given, SAEs whose metadata names another model are refused.
         layer_rule: ``deepest_tied`` (default) or ``best``; see :func:`choose_layer`.
+        candidates: the hooks the layer may be chosen from (default: all); every hook is scored.
         k: deprecated name of ``n_latents``.
 
     Raises:
@@ -224,7 +229,7 @@ def select_layer_and_latents(
         scores[hook] = auroc(*evidence[hook])
         selections[hook] = sel
     intervals = {h: auroc_interval(*evidence[h]) for h in scores}
-    chosen = choose_layer(scores, intervals, layer_rule)
+    chosen = choose_layer(scores, intervals, layer_rule, candidates)
     return SelectionResult(
         hook=chosen,
         layer=hook_layer(chosen),
@@ -240,15 +245,23 @@ def _depth(hook: str) -> int:
 
 
 def choose_layer(
-    scores: Mapping[str, float], intervals: Mapping[str, tuple[float, float]], rule: LayerRule = "deepest_tied"
+    scores: Mapping[str, float],
+    intervals: Mapping[str, tuple[float, float]],
+    rule: LayerRule = "deepest_tied",
+    candidates: Collection[str] | None = None,
 ) -> str:
     """The hook to unlearn at, from each hook's score and its interval (see the module docstring).
 
-    ``deepest_tied``: the deepest hook whose interval's upper end reaches the lower end of the
-    best-scoring hook's interval. ``best``: the highest score, the earlier hook on an exact tie.
+    Only ``candidates`` (default: every scored hook) may be chosen. ``deepest_tied``: the deepest
+    candidate whose interval's upper end reaches the lower end of the best-scoring candidate's
+    interval. ``best``: the highest-scoring candidate, the earlier hook on an exact tie.
     """
     if rule not in ("deepest_tied", "best"):
         raise ValueError(f"layer_rule={rule!r}; choose 'deepest_tied' or 'best'.")
+    pool = list(scores) if candidates is None else [h for h in scores if h in set(candidates)]
+    if not pool:
+        raise ValueError(f"none of the candidate hooks {sorted(candidates or [])} was scored ({sorted(scores)}).")
+    scores = {h: scores[h] for h in pool}
     best = max(scores, key=lambda h: (scores[h], -_depth(h)))
     if rule == "best":
         return best

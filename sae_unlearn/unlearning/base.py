@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_unlearn.capture.capture import forward_to_hooks
-from sae_unlearn.models.hooks import hook_layer
+from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.loading import HookedModel, TokenBatch
 from sae_unlearn.models.weights import writer_weight
 from sae_unlearn.utils import DictConfig, as_text_list, check_forget_retain, seeded_generator
@@ -97,14 +97,19 @@ class UnlearningResult:
     """Method-specific facts (e.g. SSPU's out-of-subspace residual)."""
 
 
+EDIT_DEPTH = 3
+"""How many blocks the default edit spans: the steered layer's MLP output matrix and the ones
+of the ``EDIT_DEPTH - 1`` blocks before it (RMU's recipe: layers l-2..l)."""
+
+
 def default_params(model: HookedModel, hook: str) -> list[str]:
     """The MLP output matrices (what writes the MLP's output into the residual stream) of the
     hook's layer and the two before it, on any architecture the bridge maps (Llama's
     ``mlp.down_proj``, GPT-2's ``mlp.c_proj``, GPT-NeoX's ``mlp.dense_4h_to_h``, …)."""
-    layer = hook_layer(hook)
+    layer = last_writer_layer(hook)
     if layer is None:
-        raise ValueError(f"hook {hook!r} is not inside a block; pass params explicitly.")
-    return [writer_weight(model, l, "mlp").name for l in range(max(0, layer - 2), layer + 1)]
+        raise ValueError(f"no block writes into {hook!r} before it is read; steer at a later hook or pass params.")
+    return [writer_weight(model, l, "mlp").name for l in range(max(0, layer - EDIT_DEPTH + 1), layer + 1)]
 
 
 def resolve_params(model: HookedModel, names: Sequence[str]) -> dict[str, torch.nn.Parameter]:

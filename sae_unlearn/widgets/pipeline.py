@@ -103,8 +103,10 @@ class SAETrainingMonitor(widgets.VBox):
             self.status.value = "done · " + self.status.value
             self.redraw()
             return
-        where = f" ({fit.path})" if fit.path is not None else ""
-        if fit.from_cache:
+        where = f" ({fit.source or fit.path})" if (fit.source or fit.path) is not None else ""
+        if fit.pretrained:
+            msg = f"pretrained SAEs{where}, used as given (not trained here)"
+        elif fit.from_cache:
             msg = f"SAEs loaded from the cache{where}, not retrained"
         else:
             msg = f"SAEs fitted{where} without this monitor attached"

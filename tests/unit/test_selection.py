@@ -134,3 +134,8 @@ def test_choose_layer_takes_the_deepest_layer_tied_with_the_best(no_runtime_type
     assert choose_layer({h[2]: 1.0, h[3]: 1.0}, {h[2]: (1.0, 1.0), h[3]: (1.0, 1.0)}, "best") == h[2]
     with pytest.raises(ValueError, match="layer_rule='top'"):
         choose_layer(scores, intervals, "top")
+    # only candidates may be chosen (the pipeline passes the layers with the whole edit upstream)
+    assert choose_layer(scores, intervals, candidates=[h[2], h[3]]) == h[3]  # 2 and 3 tie with each other
+    assert choose_layer(scores, narrow, candidates=[h[2], h[3]]) == h[2]
+    with pytest.raises(ValueError, match="none of the candidate hooks"):
+        choose_layer(scores, intervals, candidates=["blocks.9.hook_resid_post"])

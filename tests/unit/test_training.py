@@ -19,7 +19,7 @@ def tokenizer():
 
 def make_model(tok):
     with seeded(0):
-        return LlamaForCausalLM(ZooArchitecture(d_model=32, n_layers=2, n_heads=2, d_mlp=64).llama_config(len(tok)))
+        return LlamaForCausalLM(ZooArchitecture(d_model=32, n_layers=2, n_heads=2, d_mlp=64).hf_config(len(tok)))
 
 
 def test_tokenizer_is_deterministic_and_adds_bos(tokenizer):
