@@ -26,7 +26,7 @@ from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_i
 from sae_unlearn.selection import SCORERS, top_activating_contexts
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.unlearning import UnlearningConfig
-from sae_unlearn.utils import DictConfig, renamed_keyword, resolve_device, run_environment
+from sae_unlearn.utils import DictConfig, renamed_keyword, resolve_device, resolve_dtype, run_environment
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 from sae_unlearn.viz import plot_latent_firing, plot_layer_scores, plot_norms_per_layer, plot_principal_angles
 
@@ -43,6 +43,8 @@ class DemoConfig(DictConfig):
     """Zoo model to run on."""
     device: str = "auto"
     """``auto`` (GPU when present), ``cpu`` or ``cuda``."""
+    dtype: str = "float32"
+    """Model dtype: float32, bfloat16 or float16 (SAEs and the trained matrices' master copies stay float32)."""
     batch_size: int = 64
     """Texts per forward pass when capturing and answering."""
     n_latents: int = 64
@@ -74,7 +76,7 @@ class DemoConfig(DictConfig):
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"out={self.out!r} is a file; choose a folder.")
-        resolve_device(self.device)
+        resolve_dtype(self.dtype, resolve_device(self.device))
         if self.saes:  # checked against the SAEs' width once they are loaded
             if not Path(self.saes).expanduser().is_dir():
                 if ":" not in self.saes:
@@ -114,8 +116,8 @@ def run_demo(config: DemoConfig) -> dict:
     t = time.perf_counter()
     model_dir = zoo_model_path(config.model, oracle=False, progress=config.progress)
     oracle_dir = zoo_model_path(config.model, oracle=True, progress=config.progress)
-    model = load_model(model_dir, device=config.device)
-    oracle = load_model(oracle_dir, device=config.device)
+    model = load_model(model_dir, device=config.device, dtype=config.dtype)
+    oracle = load_model(oracle_dir, device=config.device, dtype=config.dtype)
     data = pipeline_data(config.model)
     timing["models_s"] = time.perf_counter() - t
 
@@ -168,7 +170,16 @@ def run_demo(config: DemoConfig) -> dict:
     report["unlearning"] = {"settings": {**settings, "hook": stage.selection.hook}}
     unlearned = {}
     for method in ("rmu", "sspu"):
-        m, result = unlearn(method, model_dir, data, stage, settings, device=config.device, progress=config.progress)
+        m, result = unlearn(
+            method,
+            model_dir,
+            data,
+            stage,
+            settings,
+            device=config.device,
+            progress=config.progress,
+            dtype=config.dtype,
+        )
         metrics = knowledge_metrics(m, data.split, config.batch_size)
         report["unlearning"][method] = metrics | {
             "seconds": result.seconds,
@@ -210,6 +221,7 @@ def run_demo(config: DemoConfig) -> dict:
     report["export"] = {
         "path": card["path"],
         "max_logit_diff": card["max_logit_diff"],
+        "reload_weights_identical": card["reload_weights_identical"],
         "card": str(out / "sspu_model" / "UNLEARNING_CARD.md"),
     }
     timing["export_s"] = time.perf_counter() - t

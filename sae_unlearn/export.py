@@ -6,7 +6,11 @@ hyper-parameters, seed, thread count, metrics before and after). It is written w
 :func:`sae_unlearn.atomic.atomic_directory`: into a temporary sibling, moved into place only when
 complete, exclusively (of two processes exporting to the same new folder exactly one succeeds),
 and repaired by the next call after a kill. After writing, the folder is loaded back with
-``AutoModelForCausalLM`` and its logits compared with the in-memory model's (``max_logit_diff``).
+``AutoModelForCausalLM`` in the model's dtype: its weights must be bit-identical
+(``reload_weights_identical``) and its logits are compared with the in-memory model's
+(``max_logit_diff``: ~1e-5 in float32; in bfloat16 about one unit in the last place of the
+largest logit, since the TransformerLens bridge and plain transformers order some ops differently).
+Weights are saved in the model's dtype.
 
 Nothing is lost: a target that is, contains or lies inside the source model's folder (symlinks
 resolved) is refused, and ``overwrite=True`` replaces only a previous export (a folder with an
@@ -144,13 +148,25 @@ def export_model(
     prompts = check_prompts or ["Q: Where does the author live? A:", "The secret passcode is"]
     ids = model.tokenize(prompts)
     ref = model.logits(ids.input_ids).float().cpu()
+    card["dtype"] = str(model.dtype).removeprefix("torch.")
     with atomic_directory(target, overwrite=overwrite) as tmp:
-        clean = AutoModelForCausalLM.from_config(model.hf_model.config)
+        clean = AutoModelForCausalLM.from_config(model.hf_model.config, dtype=model.dtype)  # saved in the model's dtype
         clean.load_state_dict(state, strict=True)
         clean.save_pretrained(tmp, safe_serialization=True)
         model.tokenizer.save_pretrained(tmp)
-        reloaded = AutoModelForCausalLM.from_pretrained(tmp, local_files_only=True).eval()
-        diff = float((reloaded(input_ids=ids.input_ids, use_cache=False).logits.float() - ref).abs().max())
+        del clean
+        device_map = getattr(model.hf_model, "hf_device_map", None)
+        reloaded = AutoModelForCausalLM.from_pretrained(
+            tmp, local_files_only=True, dtype=model.dtype, device_map=device_map
+        )
+        if device_map is None:
+            reloaded.to(model.device)  # type: ignore[arg-type]  # the same device computes both logits
+        logits = reloaded.eval()(input_ids=ids.input_ids.to(model.device), use_cache=False).logits
+        diff = float((logits.float().cpu() - ref).abs().max())
+        # the weights must come back bit for bit; the logits may differ by rounding only (in
+        # bfloat16, the bridge's and plain transformers' op order differ by about one ulp)
+        card["reload_weights_identical"] = hash_state_dict(reloaded.state_dict()) == card["weights_hash"]
+        del reloaded
         card["max_logit_diff"] = diff
         card["path"] = str(out_dir)
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from jaxtyping import Bool
 from sae_lens import SAE
 from torch import Tensor
@@ -27,6 +28,7 @@ from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes, load_saes, reco
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.selection import SCORERS, LayerRule, SelectionResult, select_layer_and_latents
 from sae_unlearn.selection.latents import Scorer
+from sae_unlearn.selection.streaming import select_layer_and_latents_streaming
 from sae_unlearn.subspaces import SubspacePair, build_subspaces
 from sae_unlearn.unlearning import UnlearningMethod, UnlearningResult, get_method
 from sae_unlearn.unlearning.base import EDIT_DEPTH
@@ -77,8 +79,10 @@ def knowledge_metrics(model: HookedModel, split: UnlearningSplit, batch_size: in
 class SAEStage:
     """Capture, SAEs, layer/latent selection and subspaces of one model."""
 
-    store: ActivationStore
-    forget_mask: Bool[Tensor, " n_tokens"]
+    store: ActivationStore | None
+    """Every token's activation at every hook; ``None`` after streaming selection (nothing stored)."""
+    forget_mask: Bool[Tensor, " n_tokens"] | None
+    """Which rows of :attr:`store` are forget tokens; ``None`` with :attr:`store`."""
     fit: FittedSAEs
     selection: SelectionResult
     subspaces: SubspacePair
@@ -95,6 +99,8 @@ def sae_stage(
     progress: bool = True,
     layer_rule: LayerRule = "deepest_tied",
     saes: Mapping[str, SAE] | str | Path | None = None,
+    streaming: bool = False,
+    max_length: int | None = None,
     *,
     k: int | None = None,
 ) -> SAEStage:
@@ -109,6 +115,11 @@ def sae_stage(
     With ``saes`` (``{hook: SAE}``, or anything :func:`~sae_unlearn.saes.load_saes` takes: a folder
     or ``"release:sae_id"``) nothing is fitted: only the SAEs' hooks are captured, each SAE is
     checked against the activations there (hook, width), and the layer is chosen among theirs.
+
+    ``streaming=True`` (given SAEs only: fitting needs the stored capture) selects in two passes
+    over the text that keep no activations (:mod:`sae_unlearn.selection.streaming`): memory does
+    not grow with the number of tokens, the selection is the stored path's, and the stage's
+    ``store`` and ``forget_mask`` are ``None``. ``max_length`` truncates texts to that many tokens.
     """
     n_latents = renamed_keyword("k", "n_latents", k, n_latents, 64)
     check_forget_retain(data.forget_texts, data.retain_texts)
@@ -126,8 +137,22 @@ def sae_stage(
         d_sae = fit_config.expansion_factor * model.d_model
     if n_latents > d_sae:
         raise ValueError(f"n_latents={n_latents} is more than the SAEs have (d_sae={d_sae}); lower it.")
+    if streaming:
+        if given is None:
+            raise ValueError(
+                "streaming=True needs given SAEs (saes=...): fitting SAEs trains on the stored capture. "
+                "Fit them once (streaming=False), then select with streaming=True and saes=fit.path."
+            )
+        return _streaming_stage(
+            model, data, given, hooks, saes, n_latents, scorer, batch_size, max_length, progress, layer_rule
+        )
     store = capture_activations(
-        model, data.forget_texts + data.retain_texts, hooks, batch_size=batch_size, progress=progress
+        model,
+        data.forget_texts + data.retain_texts,
+        hooks,
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
     )
     forget_mask = store.seq_index < len(data.forget_texts)
     if given is not None:
@@ -144,14 +169,7 @@ def sae_stage(
         )
     else:
         fit = fit_saes(store, hooks, fit_config, out_dir=out_dir, model_name=data.name, progress=progress)
-    # the default edit (the chosen layer and the EDIT_DEPTH - 1 blocks before it) must exist there
-    editable = [h for h in hooks if (layer := last_writer_layer(h)) is not None and layer >= EDIT_DEPTH - 1]
-    if not editable:
-        warnings.warn(
-            f"no hook among {hooks} has {EDIT_DEPTH} blocks upstream to edit; choosing among all of them.",
-            UserWarning,
-            stacklevel=2,
-        )
+    editable = _editable(hooks)
     result = select_layer_and_latents(
         fit.saes,
         store,
@@ -160,20 +178,76 @@ def sae_stage(
         scorer=scorer,
         model_name=None if given is not None else data.name,
         layer_rule=layer_rule,
-        candidates=editable or None,
+        candidates=editable,
     )
     sel = result.latents
     pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)
     return SAEStage(store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair)
 
 
+def _editable(hooks: list[str]) -> list[str] | None:
+    """Hooks with the default edit upstream (the layer and the EDIT_DEPTH - 1 blocks before it)."""
+    editable = [h for h in hooks if (layer := last_writer_layer(h)) is not None and layer >= EDIT_DEPTH - 1]
+    if not editable:
+        warnings.warn(
+            f"no hook among {hooks} has {EDIT_DEPTH} blocks upstream to edit; choosing among all of them.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return editable or None
+
+
+def _streaming_stage(
+    model: HookedModel,
+    data: PipelineData,
+    given: dict[str, SAE],
+    hooks: list[str],
+    source: object,
+    n_latents: int,
+    scorer: Scorer,
+    batch_size: int,
+    max_length: int | None,
+    progress: bool,
+    layer_rule: LayerRule,
+) -> SAEStage:
+    result = select_layer_and_latents_streaming(
+        model,
+        given,
+        data.forget_texts,
+        data.retain_texts,
+        n_latents,
+        scorer=scorer,
+        layer_rule=layer_rule,
+        candidates=_editable(hooks),
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
+    )
+    fit = FittedSAEs(
+        saes=given,
+        stats=result.sae_stats,
+        config=None,
+        path=None,
+        pretrained=True,
+        source=None if isinstance(source, Mapping) else str(source),
+    )
+    sel = result.latents
+    pair = build_subspaces(given[result.hook].W_dec, sel.relevant, sel.irrelevant)
+    return SAEStage(store=None, forget_mask=None, fit=fit, selection=result, subspaces=pair)
+
+
 def load_method(
-    method: str, model_dir: str | Path, stage: SAEStage, settings: dict | None = None, device: str = "auto"
+    method: str,
+    model_dir: str | Path,
+    stage: SAEStage,
+    settings: dict | None = None,
+    device: str = "auto",
+    dtype: str | torch.dtype = "float32",
 ) -> tuple[HookedModel, UnlearningMethod]:
-    """A fresh copy of the model from ``model_dir`` and a registered method configured from the
-    stage: ``DEFAULT_UNLEARNING`` updated by ``settings``, at the selected layer's hook."""
+    """A fresh copy of the model from ``model_dir`` (in ``dtype``) and a registered method configured
+    from the stage: ``DEFAULT_UNLEARNING`` updated by ``settings``, at the selected layer's hook."""
     kwargs = {**DEFAULT_UNLEARNING, **(settings or {}), "hook": stage.selection.hook}
-    return load_model(model_dir, device=device), get_method(method).from_stage(stage, kwargs)
+    return load_model(model_dir, device=device, dtype=dtype), get_method(method).from_stage(stage, kwargs)
 
 
 def unlearn(
@@ -185,11 +259,13 @@ def unlearn(
     device: str = "auto",
     progress: bool = True,
     on_step: Callable[[dict], None] | None = None,
+    dtype: str | torch.dtype = "float32",
 ) -> tuple[HookedModel, UnlearningResult]:
-    """Load a fresh copy of the model from ``model_dir`` and unlearn with a registered method.
+    """Load a fresh copy of the model from ``model_dir`` (in ``dtype``) and unlearn with a registered
+    method.
 
     Every method gets the same hook (the selected layer), parameters, data and budget.
     """
-    model, m = load_method(method, model_dir, stage, settings, device)
+    model, m = load_method(method, model_dir, stage, settings, device, dtype)
     result = m.apply(model, data.forget_texts, data.retain_texts, progress=progress, on_step=on_step)
     return model, result

@@ -221,6 +221,42 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""The model dtypes the toolkit runs in, by name."""
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device | None = None) -> torch.dtype:
+    """``dtype`` (a name in :data:`DTYPES` or a ``torch.dtype``) checked against ``device``.
+
+    Raises ``ValueError`` naming the choices for an unknown dtype, and for a dtype the device
+    lacks: bfloat16 on a CUDA GPU before Ampere (``torch.cuda.is_bf16_supported()`` is false),
+    float16 or bfloat16 on a CPU build that cannot multiply matrices in it.
+    """
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r}; choose one of {sorted(DTYPES)}.")
+        dt = DTYPES[dtype]
+    elif isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype={dtype}; choose one of {sorted(DTYPES)} (float64 and integer types are not run).")
+        dt = dtype
+    else:
+        raise TypeError(f"dtype={dtype!r} must be a name ({sorted(DTYPES)}) or a torch.dtype.")
+    dev = None if device is None or device == "auto" else torch.device(device)
+    if dev is not None and dev.type == "cuda" and dt == torch.bfloat16 and torch.cuda.is_available():
+        if not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"dtype=bfloat16 on {torch.cuda.get_device_name(dev)}, which lacks bfloat16 support; "
+                "use dtype='float16' or 'float32'."
+            )
+    if dev is not None and dev.type == "cpu" and dt != torch.float32:
+        try:
+            torch.ones(2, 2, dtype=dt) @ torch.ones(2, 2, dtype=dt)
+        except RuntimeError as e:
+            raise ValueError(f"dtype={dt} is not supported on this CPU build ({e}); use dtype='float32'.") from None
+    return dt
+
+
 def seeded_generator(seed: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed`` (no global RNG is touched)."""
     gen = torch.Generator()

@@ -119,6 +119,7 @@ def iter_activations(
     device: torch.device | str = "cpu",
     start_batch: int = 0,
     progress: bool = True,
+    desc: str = "capturing",
 ) -> Iterator[ActivationBatch]:
     """Stream per-token activations at ``hooks`` for ``texts``, one forward pass per batch.
 
@@ -132,6 +133,7 @@ def iter_activations(
         device: where yielded activations live.
         start_batch: skip the first batches (resuming a capture).
         progress: show a progress bar.
+        desc: the progress bar's label.
     """
     texts = as_text_list(texts)
     if isinstance(hooks, str):
@@ -143,9 +145,7 @@ def iter_activations(
         raise ValueError(f"batch_size={batch_size} must be >= 1.")
     n_batches = (len(texts) + batch_size - 1) // batch_size
     bos_id = model.tokenizer.bos_token_id
-    for b in tqdm(
-        range(start_batch, n_batches), desc="capturing", disable=not progress, initial=start_batch, total=n_batches
-    ):
+    for b in tqdm(range(start_batch, n_batches), desc=desc, disable=not progress, initial=start_batch, total=n_batches):
         lo = b * batch_size
         batch = model.tokenize(list(texts[lo : lo + batch_size]), max_length=max_length)
         mask = batch.attention_mask.bool()

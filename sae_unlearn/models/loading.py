@@ -25,7 +25,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sae_unlearn.models.hooks import validate_hook_names
-from sae_unlearn.utils import resolve_device
+from sae_unlearn.utils import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ class HookedModel:
     def n_ctx(self) -> int:
         """Context length: the most tokens (BOS included) one text may have."""
         return int(self.bridge.cfg.n_ctx)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype (activations come in it)."""
+        return next(self.hf_model.parameters()).dtype
 
     @property
     def device(self) -> torch.device:
@@ -232,7 +237,8 @@ def _check_weights(path: Path) -> None:
 def load_model(
     source: str | os.PathLike,
     device: str | torch.device | None = "auto",
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
+    device_map: str | dict | None = None,
 ) -> HookedModel:
     """Load a causal LM from a local HF directory or a hub name and wrap it for hooks.
 
@@ -240,11 +246,21 @@ def load_model(
         source: a local directory written by ``save_pretrained`` (config, weights, tokenizer)
             or a hub model name such as ``"gpt2"`` (needs the network).
         device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda"``, …
-        dtype: parameter dtype.
+        dtype: parameter dtype, ``"float32"`` (default), ``"bfloat16"`` or ``"float16"`` (or the
+            ``torch.dtype``); checked against the device first. Activations (captures) come in
+            this dtype; SAEs encode in their own (float32) and unlearning keeps float32 master
+            copies of the matrices it trains (:mod:`sae_unlearn.unlearning.base`).
+        device_map: place the model across devices with accelerate (``"auto"``, ``"balanced"``,
+            or ``{module: device}``), for a model larger than one GPU; ``device`` is then only
+            where inputs start (the first block's device). Hooks, capture, evaluation and
+            unlearning run unchanged.
     """
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"source={source!r} must be a model folder or a hub name (str or Path).")
     dev = resolve_device(device)
+    dtype = resolve_dtype(dtype, dev)
+    if device_map is not None and not isinstance(device_map, str | dict):
+        raise TypeError(f"device_map={device_map!r} must be 'auto', 'balanced', ... or a {{module: device}} dict.")
     src = str(source)
     if _is_local(src):
         path = Path(src).expanduser().resolve()
@@ -274,8 +290,12 @@ def load_model(
     tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    hf_model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kwargs)
-    hf_model.to(dev)  # type: ignore[arg-type]  # transformers types .to() for dtypes only
+    if device_map is None:
+        hf_model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kwargs)
+        hf_model.to(dev)  # type: ignore[arg-type]  # transformers types .to() for dtypes only
+    else:  # accelerate places the modules and moves activations between devices in its hooks
+        hf_model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, device_map=device_map, **kwargs)
+        dev = next(hf_model.parameters()).device
     hf_model.eval()
     try:
         bridge = TransformerBridge.boot_transformers(

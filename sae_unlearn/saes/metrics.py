@@ -39,9 +39,11 @@ class SAEStats:
 
 @torch.no_grad()
 def encode_batched(sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096) -> Float[Tensor, "n d_sae"]:
-    """``sae.encode`` over rows in batches (on the SAE's device, result on the CPU)."""
-    dev = sae.W_dec.device
-    return torch.cat([sae.encode(acts[i : i + batch_size].to(dev)).cpu() for i in range(0, acts.shape[0], batch_size)])
+    """``sae.encode`` over rows in batches (on the SAE's device, in its dtype; result on the CPU)."""
+    dev, dt = sae.W_dec.device, sae.W_dec.dtype
+    return torch.cat(
+        [sae.encode(acts[i : i + batch_size].to(dev, dt)).cpu() for i in range(0, acts.shape[0], batch_size)]
+    )
 
 
 @torch.no_grad()
@@ -51,12 +53,12 @@ def reconstruction_stats(sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: in
         raise ValueError("no activations given.")
     if acts.shape[-1] != sae.cfg.d_in:
         raise ValueError(f"activations have width {acts.shape[-1]} but the SAE expects d_in={sae.cfg.d_in}.")
-    dev = sae.W_dec.device
+    dev, dt = sae.W_dec.device, sae.W_dec.dtype
     mean = acts.double().mean(0)
     sse = tot = l0 = 0.0
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     for i in range(0, acts.shape[0], batch_size):
-        x = acts[i : i + batch_size].to(dev)
+        x = acts[i : i + batch_size].to(dev, dt)
         z = sae.encode(x)
         x_hat = sae.decode(z)
         sse += float((x - x_hat).double().pow(2).sum())

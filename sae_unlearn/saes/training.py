@@ -301,7 +301,7 @@ def _watching_provider(
                     history.append(row)
                     if on_log is not None:
                         on_log(row)
-        yield batch
+        yield {h: v.float() for h, v in batch.items()}  # SAEs train in float32 whatever the model's dtype
 
 
 def _to_inference(training_sae: SAE, device: str) -> SAE:

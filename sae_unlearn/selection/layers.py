@@ -37,7 +37,7 @@ from torch import Tensor
 from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.saes.loading import check_sae_matches
-from sae_unlearn.saes.metrics import encode_batched
+from sae_unlearn.saes.metrics import SAEStats, encode_batched
 from sae_unlearn.selection.latents import LatentSelection, Scorer, latent_stats, select_latents
 from sae_unlearn.utils import renamed_keyword
 
@@ -156,6 +156,10 @@ class SelectionResult:
     """95% bootstrap interval ``(low, high)`` of each hook's score (:func:`auroc_interval`, forget
     and retain texts resampled, fixed seed). Layers whose intervals overlap are not told apart
     by these texts."""
+    sae_stats: dict[str, SAEStats] = field(default_factory=dict)
+    """Each SAE's reconstruction statistics on the selection text, gathered on the way by the
+    streaming path (:func:`~sae_unlearn.selection.streaming.select_layer_and_latents_streaming`);
+    empty on the stored path, whose caller has the activations."""
 
     @property
     def latents(self) -> LatentSelection:

@@ -7,6 +7,11 @@ a control vector, retain activations are held at the frozen model's values, and 
 matrices are updated (a method may transform their gradients, e.g. SSPU's subspace projection).
 The loop stops with a clear error on a non-finite loss and restores the best weights when retain
 quality collapses (the guard).
+
+Precision: the model runs in its own dtype (float32, bfloat16 or float16); the trained matrices
+keep float32 master copies, on which the optimiser (AdamW, so its state is float32 too), the
+gradient transform and the constraint work; after every step the masters are cast into the
+model. For a float32 model this is the same arithmetic as updating the weights in place.
 """
 
 from __future__ import annotations
@@ -210,7 +215,12 @@ def steering_train(
     result = UnlearningResult(
         method=method, config=config.to_dict(), params=list(names), steering_coef=float(control.norm())
     )
-    opt = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
+    # float32 master copies of the trained matrices: the optimiser, the gradient transform and the
+    # constraint work on them, and each step's result is cast into the model's dtype (bfloat16's
+    # 8-bit mantissa would round away Adam's small steps, and SSPU's projection is float32).
+    master = {n: p.detach().float().clone().requires_grad_(True) for n, p in params.items()}
+    initial32 = {n: w.detach().clone() for n, w in master.items()}
+    opt = torch.optim.AdamW(list(master.values()), lr=config.lr, weight_decay=0.0)
     gen = seeded_generator(config.seed + 2)
     step_times: list[float] = []
     t_start = time.perf_counter()
@@ -243,18 +253,18 @@ def steering_train(
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if grad_transform is not None:
+            for n, p in params.items():
+                grad = None if p.grad is None else p.grad.float()
+                if grad is not None and grad_transform is not None:
+                    grad = grad_transform(n, grad)
+                master[n].grad, p.grad = grad, None
+            with torch.no_grad():
+                before = {n: w.detach().clone() for n, w in master.items()} if constrain is not None else {}
+                opt.step()
                 for n, p in params.items():
-                    if p.grad is not None:
-                        p.grad = grad_transform(n, p.grad)
-            if constrain is None:
-                opt.step()
-            else:
-                before = {n: p.detach().clone() for n, p in params.items()}
-                opt.step()
-                with torch.no_grad():
-                    for n, p in params.items():
-                        p.copy_(constrain(n, p.detach(), before[n], initial[n]))
+                    if constrain is not None:
+                        master[n].copy_(constrain(n, master[n].detach(), before[n], initial32[n]))
+                    p.copy_(master[n])
             step_times.append(time.perf_counter() - t0)
             row = {
                 "step": step,

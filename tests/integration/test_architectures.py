@@ -127,7 +127,7 @@ def test_capture_sspu_rmu_quantise_and_export(arch_model, tmp_path):
     assert all(torch.equal(p, snapshot[n]) for n, p in weights.items())
 
     card = export_model(model, tmp_path / "export", {"method": "sspu", "architecture": arch})
-    assert card["max_logit_diff"] <= 1e-4
+    assert card["max_logit_diff"] <= 1e-4 and card["reload_weights_identical"]
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
     ids = model.tokenize(FORGET).input_ids
     with torch.no_grad():
