@@ -36,10 +36,22 @@ from sae_unlearn.viz import (
 from sae_unlearn.widgets._base import FigurePanel, table_html
 
 
+def _need_store(store: ActivationStore | None, widget: str) -> ActivationStore:
+    """The store, or a clear error for a streaming stage's ``None`` (it keeps no activations)."""
+    if store is None:
+        raise ValueError(
+            f"{widget} needs stored activations, but store is None (sae_stage(streaming=True) keeps none). Capture "
+            "what you want to browse: capture_activations(model, forget_texts + retain_texts, [hook]), with "
+            "forget_mask = store.seq_index < len(forget_texts)."
+        )
+    return store
+
+
 class CaptureExplorer(widgets.VBox):
     """Activation norms per layer, forget vs retain; pick a hook to see its per-token norm histogram."""
 
-    def __init__(self, store: ActivationStore, forget_mask: Bool[Tensor, " n_tokens"]):
+    def __init__(self, store: ActivationStore | None, forget_mask: Bool[Tensor, " n_tokens"] | None):
+        store = _need_store(store, "CaptureExplorer")
         self.store, self.forget_mask = store, store.check_row_mask(forget_mask)
         self.norms = {h: store[h].norm(dim=-1) for h in store.hooks}
         self.hook = widgets.Dropdown(options=list(store.hooks), description="hook")
@@ -158,12 +170,13 @@ class LatentBrowser(widgets.VBox):
         model: HookedModel,
         sae: SAE,
         hook: str,
-        store: ActivationStore,
-        forget_mask: Bool[Tensor, " n_tokens"],
+        store: ActivationStore | None,
+        forget_mask: Bool[Tensor, " n_tokens"] | None,
         scores: Float[Tensor, " d_sae"],
         latents: Sequence[int] | Int[Tensor, " k"] | None = None,
         n_contexts: int = 5,
     ):
+        store = _need_store(store, "LatentBrowser")
         check_sae_matches(sae, hook, int(next(store.iter_shards())[hook].shape[-1]))
         self.model, self.sae, self.hook_name, self.store = model, sae, hook, store
         self.forget_mask = store.check_row_mask(forget_mask)

@@ -160,3 +160,34 @@ def test_verification_view_switches_figures(secrets_model, secrets_oracle):
     assert "not forgotten" in w.verdict.value and "relearn 5 steps" in w.table.value
     w.figure.value = "logit_lens"
     assert w.panel.figure is report.figures()["logit_lens"] or "Logit lens" in w.panel.figure.axes[0].get_title()
+
+
+def test_widgets_on_pretrained_saes_selected_by_streaming(stage, secrets_model):
+    """A stage built on given SAEs with streaming selection drives the selection, SAE and
+    unlearning widgets; the browsers that need stored activations say what to capture."""
+    from sae_unlearn.pipeline import sae_stage
+
+    data, st = stage
+    streamed = sae_stage(secrets_model, data, None, saes=st.fit.path, n_latents=64, streaming=True, progress=False)
+    monitor = SAETrainingMonitor()
+    monitor.show_fit(streamed.fit)
+    assert "pretrained SAEs" in monitor.status.value and str(st.fit.path) in monitor.status.value
+    lv = LayerSelectionView(streamed.selection)
+    assert "(chosen)" in lv.info.value and streamed.selection.hook in lv.info.value
+    mon = UnlearningMonitor(
+        zoo_model_path("secrets"),
+        streamed,
+        data.forget_texts,
+        data.retain_texts,
+        data.split,
+        {"steps": 4},
+        eval_every=4,
+    )
+    mon.method.value, mon.steps.value = "sspu", 4
+    mon.run_button.click()
+    assert mon.result.method == "sspu" and len(mon.history) == 4
+    sel = streamed.selection
+    with pytest.raises(ValueError, match="LatentBrowser needs stored activations.*capture_activations"):
+        LatentBrowser(secrets_model, streamed.fit.saes[sel.hook], sel.hook, None, None, sel.latents.scores)
+    with pytest.raises(ValueError, match="CaptureExplorer needs stored activations"):
+        CaptureExplorer(streamed.store, streamed.forget_mask)
