@@ -115,7 +115,7 @@ class ActivationStore:
     def n_tokens(self) -> int:
         return sum(int(s["token_ids"].shape[0]) for s in self.iter_shards())
 
-    def check_row_mask(self, mask: Tensor, name: str = "forget_mask") -> Bool[Tensor, " n_tokens"]:
+    def check_row_mask(self, mask: Tensor | None, name: str = "forget_mask") -> Bool[Tensor, " n_tokens"]:
         """Check a boolean mask with one flag per row (e.g. which rows are forget tokens); return it.
 
         An integer 0/1 mask raises ``TypeError``: used to index it would pick rows 0 and 1 over
