@@ -17,12 +17,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sae_lens import SAE
+
 from sae_unlearn.atomic import write_json_atomic
+from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.export import export_model
-from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.models import HookedModel, load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline_data, sae_stage, unlearn
-from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_id, encode_batched
+from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_id, encode_batched, load_saes
+from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.selection import SCORERS, top_activating_contexts
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.unlearning import UnlearningConfig
@@ -109,7 +113,6 @@ def run_demo(config: DemoConfig) -> dict:
     """Run the demo pipeline and return the report (also written to ``out/report.json``)."""
     t_start = time.perf_counter()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
     report: dict = {"config": config.to_dict(), "environment": run_environment()}
 
@@ -117,6 +120,9 @@ def run_demo(config: DemoConfig) -> dict:
     model_dir = zoo_model_path(config.model, oracle=False, progress=config.progress)
     oracle_dir = zoo_model_path(config.model, oracle=True, progress=config.progress)
     model = load_model(model_dir, device=config.device, dtype=config.dtype)
+    # given SAEs are checked against the model (hooks, widths) before anything is written
+    saes = _checked_saes(model, config.saes) if config.saes else None
+    out.mkdir(parents=True, exist_ok=True)
     oracle = load_model(oracle_dir, device=config.device, dtype=config.dtype)
     data = pipeline_data(config.model)
     timing["models_s"] = time.perf_counter() - t
@@ -146,8 +152,10 @@ def run_demo(config: DemoConfig) -> dict:
         scorer=config.scorer,
         batch_size=config.batch_size,
         progress=config.progress,
-        saes=config.saes or None,
+        saes=saes,
     )
+    if saes is not None:
+        stage.fit.source = config.saes
     timing["capture_and_sae_s"] = time.perf_counter() - t
     report["capture"] = _capture_report(stage, data)
     texts = data.forget_texts + data.retain_texts
@@ -248,6 +256,17 @@ def _verification(oracle, models: dict, out: Path, config: DemoConfig) -> dict:
         path = report.save(out / "verification" / method)
         section[method] = report.summary() | {"reasons": report.reasons, "report": str(path)}
     return section
+
+
+def _checked_saes(model: HookedModel, source: str) -> dict[str, SAE]:
+    """Load the given SAEs and check each against the model's activations at its hook (one short
+    forward pass), so a wrong SAE fails before the demo writes or computes anything."""
+    saes = load_saes(source, device=str(model.device))
+    hooks = model.validate_hooks(list(saes))
+    acts = run_and_capture(model, model.tokenize(["a"]).input_ids, hooks)
+    for h, sae in saes.items():
+        check_sae_matches(sae, h, int(acts[h].shape[-1]), model_name=None)
+    return saes
 
 
 def _examples(model, data) -> list[dict]:

@@ -94,3 +94,13 @@ def test_resid_pre_sites_edit_the_blocks_before_them(secrets_model):
     assert names == [f"model.layers.{l}.mlp.down_proj.weight" for l in (0, 1, 2)]
     with pytest.raises(ValueError, match="no block writes into 'blocks.0.hook_resid_pre'"):
         default_params(secrets_model, "blocks.0.hook_resid_pre")
+
+
+def test_demo_refuses_an_sae_of_another_width_before_writing(tmp_path, stage):
+    from sae_unlearn.demo import DemoConfig, run_demo
+
+    folder, _ = _gemma_scope_folder(tmp_path, d_in=64, d_sae=128)  # the secrets model is 128 wide
+    out = tmp_path / "demo_out"
+    with pytest.raises(SAEMismatchError, match="expects d_in=64 but the activations there are 128 wide"):
+        run_demo(DemoConfig(out=str(out), saes=str(folder), progress=False))
+    assert not out.exists()  # nothing written
