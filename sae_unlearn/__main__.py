@@ -1,8 +1,10 @@
-"""Command line: ``python -m sae_unlearn {demo,verify,zoo} ...``.
+"""Command line: ``python -m sae_unlearn {demo,verify,recipe,zoo} ...``.
 
 - ``demo --out DIR``: the main job (see :mod:`sae_unlearn.demo`).
 - ``verify MODEL_DIR [--oracle DIR] [--data NAME]``: is the knowledge removed, suppressed or
   not forgotten (see :mod:`sae_unlearn.verification`); writes ``verification.json`` and figures.
+- ``recipe RECIPE.toml [--out DIR] [--check]``: a ready recipe for a published setting
+  (``recipes/``; see :mod:`sae_unlearn.recipes`); ``--check`` validates it offline, writing nothing.
 - ``zoo build [NAME ...]``: build and cache zoo models and their oracles; ``zoo list``.
 """
 
@@ -38,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
     verify = sub.add_parser("verify", help="verify an unlearned model against its retain oracle (attacks, verdict)")
     verify_cli.add_arguments(verify)
+    from sae_unlearn import recipes
+
+    recipe = sub.add_parser("recipe", help="run (or --check) a ready recipe for a published setting: recipes/*.toml")
+    recipes.add_arguments(recipe)
     zoo = sub.add_parser("zoo", help="build or list the bundled zoo models")
     zoo.add_argument("action", choices=["build", "list"])
     zoo.add_argument("names", nargs="*", help="zoo models to build (default: all)")
@@ -61,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         verify_cli.run(args, verify)
         return 0
+    if args.command == "recipe":
+        return recipes.run(args, recipe)
     from sae_unlearn.models.zoo import ZOO, zoo_model_path
 
     if args.action == "list":
