@@ -1,0 +1,65 @@
+"""Recipes: ready configs for published settings, each run with one command.
+
+``python -m sae_unlearn recipe recipes/NAME.toml [--out DIR] [--check]``
+
+A recipe (TOML, under ``recipes/``) names the model (hub id or local folder, with its architecture
+and depth), pretrained SAEs (a sae-lens registry release and ``{hook: sae_id}``, or a folder), the
+forget and retain corpora (the toolkit's ``secrets`` corpus, or texts from a local file or a hub
+dataset), multiple-choice evaluations (WMDP-/MMLU-shaped), the method and its settings, an optional
+``[teach]`` fine-tune (for a model that has never seen the forget facts) and, under ``[expected]``,
+what a run costs.
+
+:func:`load_recipe` is strict: an unknown key names its close match, every value is type-checked,
+each registry ``release``/``sae_id`` pair is checked offline against sae-lens's bundled registry
+(close matches named), and each hook must agree with its SAE id's layer. :func:`run_recipe` checks
+the output folder, the data files and the hub's reachability before any heavy work, then loads the
+model and SAEs, resolves the recipe on the loaded model (:func:`check_recipe`), teaches, evaluates,
+runs the SAE stage, unlearns, evaluates again and writes the output folder atomically
+(``report.json``, the recipe, the exported model): on any failure nothing is written.
+``--check`` (``dry_run=True``) resolves hooks and parameter names on a tiny random model of the
+declared architecture and depth (names depend only on those), offline, and writes nothing.
+
+Relative paths in a recipe are relative to the directory the command runs from.
+"""
+
+from sae_unlearn.recipes.data import load_questions, load_texts
+from sae_unlearn.recipes.run import add_arguments, check_recipe, run, run_recipe, teach, twin_model
+from sae_unlearn.recipes.spec import (
+    DataSource,
+    DataSpec,
+    EvalSpec,
+    Expected,
+    MCSource,
+    ModelSpec,
+    Recipe,
+    RecipeError,
+    SAESpec,
+    SelectionSpec,
+    TextSource,
+    load_recipe,
+    with_overrides,
+)
+
+__all__ = [
+    "DataSource",
+    "DataSpec",
+    "EvalSpec",
+    "Expected",
+    "MCSource",
+    "ModelSpec",
+    "Recipe",
+    "RecipeError",
+    "SAESpec",
+    "SelectionSpec",
+    "TextSource",
+    "add_arguments",
+    "check_recipe",
+    "load_questions",
+    "load_recipe",
+    "load_texts",
+    "run",
+    "run_recipe",
+    "teach",
+    "twin_model",
+    "with_overrides",
+]

@@ -1,0 +1,350 @@
+"""Resolving a recipe on a model (hooks, parameter names), running it end to end, and the
+``recipe`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sae_unlearn.atomic import atomic_directory, read_json, write_json_atomic
+from sae_unlearn.evaluation.multiple_choice import MCQuestion, multiple_choice_accuracy
+from sae_unlearn.export import CARD_JSON, export_model
+from sae_unlearn.models.loading import HookedModel, hub_reachable, load_model
+from sae_unlearn.models.training import LMTrainConfig, train_causal_lm
+from sae_unlearn.pipeline import PipelineData, knowledge_metrics, sae_stage
+from sae_unlearn.recipes.data import _check_out_dir, _needs_hub, load_questions, load_texts
+from sae_unlearn.recipes.spec import _LAYER_KEY, TWIN_CONFIGS, Recipe, RecipeError, load_recipe, with_overrides
+from sae_unlearn.saes import load_saes
+from sae_unlearn.unlearning import UnlearningResult, default_params, get_method
+from sae_unlearn.unlearning.base import resolve_params
+from sae_unlearn.utils import check_forget_retain, run_environment
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------ hooks and parameters
+
+
+def twin_model(architecture: str, n_layers: int) -> HookedModel:
+    """A random model of ``architecture`` with ``n_layers`` blocks and a tiny width (on the CPU)."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    if architecture not in TWIN_CONFIGS:
+        raise RecipeError(f"no twin for architecture {architecture!r}; covered: {sorted(TWIN_CONFIGS)}.")
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    vocab = {w: i for i, w in enumerate(specials + "the a of to and in is it".split())}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    cls_name, kwargs = TWIN_CONFIGS[architecture]
+    config = getattr(transformers, cls_name)(
+        vocab_size=len(vocab), **kwargs, **{_LAYER_KEY.get(architecture, "num_hidden_layers"): n_layers}
+    )
+    with tempfile.TemporaryDirectory(prefix="sae-unlearn-twin-") as folder:
+        transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return load_model(folder, device="cpu")
+
+
+def check_recipe(recipe: Recipe, model: HookedModel, hooks: list[str] | None = None) -> dict[str, list[str]]:
+    """Resolve the recipe on ``model``: its architecture and depth are the declared ones, every SAE
+    hook exists, and the parameters each hook's edit would update (``[unlearning] params``, else
+    the default MLP output matrices) exist. Returns ``{hook: parameter names}``.
+
+    ``hooks`` defaults to the recipe's SAE hooks (a folder's are read from it)."""
+    _check_architecture(recipe, str(getattr(model.hf_model.config, "model_type", "?")), model.n_layers, model.source)
+    hooks = hooks if hooks is not None else list(recipe.saes.ids) or list(load_saes(recipe.saes.folder))
+    try:
+        model.validate_hooks(hooks)
+        resolved = {}
+        for hook in hooks:
+            names = recipe.unlearning.get("params") or default_params(model, hook)
+            resolve_params(model, names)
+            resolved[hook] = list(names)
+    except (KeyError, ValueError, NotImplementedError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise RecipeError(f"recipe {recipe.name!r} on {model.source}: {message}") from None
+    return resolved
+
+
+def _check_architecture(recipe: Recipe, architecture: str, n_layers: Any, source: str) -> None:
+    if (architecture, n_layers) != (recipe.model.architecture, recipe.model.n_layers):
+        raise RecipeError(
+            f"recipe {recipe.name!r} is for {recipe.model.architecture} with {recipe.model.n_layers} layers, "
+            f"but {source} is {architecture} with {n_layers}; use the recipe's model or fix [model]."
+        )
+
+
+# -------------------------------------------------------------------------------------- run
+def run_recipe(
+    recipe: Recipe | str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Run a recipe and return its report (also ``OUT/report.json``); with ``dry_run`` only check it.
+
+    Everything that can fail early (recipe, output folder, data files, hub reachability) is checked
+    before any model is loaded; the output folder appears only complete."""
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    out = recipe.out_dir(out_dir)
+    _check_out_dir(out)
+    needs = _needs_hub(recipe)
+    if dry_run:
+        return _dry_run(recipe, out, needs)
+    if needs and (os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable()):
+        raise RecipeError(
+            "the Hugging Face hub cannot be reached (or HF_HUB_OFFLINE=1), but the recipe needs it for: "
+            + "; ".join(needs)
+        )
+    t0 = time.perf_counter()
+    timing: dict[str, float] = {}
+    data, questions = _load_data(recipe)
+    model = load_model(
+        recipe.model.source,
+        device=recipe.model.device,
+        dtype=recipe.model.dtype,
+        device_map=recipe.model.device_map or None,
+    )
+    saes = _load_saes(recipe, str(model.device))
+    check_recipe(recipe, model, list(saes))
+    timing["load_s"] = time.perf_counter() - t0
+    report: dict = {"recipe": recipe.to_dict(), "environment": run_environment(), "model": _describe(model)}
+    report["data"] = {"n_forget_texts": len(data.forget_texts), "n_retain_texts": len(data.retain_texts)}
+    if recipe.teach is not None:
+        t = time.perf_counter()
+        report["teach"] = {"epoch_losses": teach(model, data.forget_texts + data.retain_texts, recipe.teach, progress)}
+        timing["teach_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    report["before"] = _metrics(model, recipe, data, questions)
+    timing["eval_before_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sel = recipe.selection
+    stage = sae_stage(
+        model,
+        data,
+        None,
+        n_latents=sel.n_latents,
+        scorer=sel.scorer,
+        batch_size=sel.batch_size,
+        progress=progress,
+        layer_rule=sel.layer_rule,
+        saes=saes,
+        streaming=sel.streaming,
+        max_length=sel.max_length,
+    )
+    timing["sae_stage_s"] = time.perf_counter() - t
+    report["sae"] = {h: s.to_dict() for h, s in stage.fit.stats.items()}
+    result = stage.selection
+    report["selection"] = {
+        "hook": result.hook,
+        "layer": result.layer,
+        "layer_scores": result.layer_scores,
+        "relevant": [int(i) for i in result.latents.relevant],
+        "irrelevant": [int(i) for i in result.latents.irrelevant],
+    }
+    report["subspace"] = stage.subspaces.diagnostics()
+    t = time.perf_counter()
+    settings = {**recipe.settings(), "hook": result.hook}
+    method = get_method(recipe.method).from_stage(stage, settings)
+    res = method.apply(model, data.forget_texts, data.retain_texts, progress=progress)
+    timing["unlearning_s"] = time.perf_counter() - t
+    report["unlearning"] = {
+        "settings": res.config,
+        "params": res.params,
+        "steering_coef": res.steering_coef,
+        "stopped_early": res.stopped_early,
+        "mean_step_seconds": res.mean_step_seconds,
+        "final_losses": res.history[-1] if res.history else {},
+        **{k: v for k, v in res.extra.items() if not isinstance(v, dict)},
+    }
+    t = time.perf_counter()
+    report["after"] = _metrics(model, recipe, data, questions)
+    timing["eval_after_s"] = time.perf_counter() - t
+    if torch.cuda.is_available():
+        report["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    report["expected"] = recipe.expected.to_dict()
+    with atomic_directory(out) as tmp:  # the folder appears only complete
+        t = time.perf_counter()
+        report["export"] = _export(model, tmp, out, recipe, report, res)
+        timing["export_s"] = time.perf_counter() - t
+        timing["total_s"] = time.perf_counter() - t0
+        report["timing"] = timing
+        write_json_atomic(tmp / "report.json", report)
+        write_json_atomic(tmp / "recipe.json", recipe.to_dict())
+    logger.info("recipe %s done in %.0fs: %s", recipe.name, timing["total_s"], out)
+    return report
+
+
+def _export(model: HookedModel, tmp: Path, out: Path, recipe: Recipe, report: dict, res: UnlearningResult) -> dict:
+    """Export the unlearned model to ``tmp/model`` with its card (naming its final place under ``out``)."""
+    sel = report["selection"]
+    card = {
+        "method": recipe.method,
+        "data": recipe.name,
+        "hook": sel["hook"],
+        "layer": sel["layer"],
+        "latents": {"relevant": sel["relevant"], "irrelevant": sel["irrelevant"], "scorer": recipe.selection.scorer},
+        "subspace": report["subspace"] | {"principal_angles_deg": None},
+        "hyperparameters": res.config,
+        "seed": res.config["seed"],
+        "updated_parameters": res.params,
+        "out_of_subspace_residual": res.extra.get("out_of_subspace_residual"),
+        "metrics": {"before": report["before"], "after": report["after"]},
+    }
+    exported = export_model(model, tmp / "model", card)
+    card_path = tmp / "model" / CARD_JSON
+    write_json_atomic(card_path, read_json(card_path, "unlearning card") | {"path": str(out / "model")})
+    return {"path": str(out / "model"), "max_logit_diff": exported["max_logit_diff"]}
+
+
+def _dry_run(recipe: Recipe, out: Path, needs: list[str]) -> dict:
+    """Check what can be checked offline and write nothing."""
+    texts = {}
+    for role in ("forget", "retain"):
+        src = getattr(recipe.data, role)
+        if src is not None and src.local() is not None:
+            texts[role] = len(load_texts(src, recipe.seed))
+    for role in ("forget_mc", "control_mc"):
+        src = getattr(recipe.eval, role)
+        if src is not None and src.local() is not None:
+            texts[role] = len(load_questions(src, recipe.seed))
+    source = Path(recipe.model.source).expanduser()
+    if (source / "config.json").is_file():  # a local model: its declared architecture and depth, without weights
+        cfg = read_json(source / "config.json", "model config")
+        depth = cfg.get("num_hidden_layers", cfg.get("n_layer"))
+        _check_architecture(recipe, str(cfg.get("model_type")), depth, str(source))
+    twin = twin_model(recipe.model.architecture, recipe.model.n_layers)
+    resolved = check_recipe(recipe, twin)
+    return {
+        "recipe": recipe.name,
+        "out": str(out),
+        "checked_on": f"random {recipe.model.architecture} with {recipe.model.n_layers} layers (tiny width)",
+        "hooks": resolved,
+        "local_data": texts,
+        "needs_hub": needs,
+        "expected": recipe.expected.to_dict(),
+    }
+
+
+def _load_data(recipe: Recipe) -> tuple[PipelineData, dict[str, list[MCQuestion]]]:
+    if recipe.data.corpus == "secrets":
+        from sae_unlearn.data.secrets import SecretsCorpus
+
+        corpus = SecretsCorpus()
+        data = PipelineData(recipe.name, corpus.split(), corpus.forget_texts(), corpus.retain_texts())
+    else:
+        assert recipe.data.forget is not None and recipe.data.retain is not None  # checked by DataSpec
+        forget, retain = load_texts(recipe.data.forget, recipe.seed), load_texts(recipe.data.retain, recipe.seed)
+        overlap = set(forget) & set(retain)
+        forget = [t for t in forget if t not in overlap]  # a text on both sides is neither forgotten nor kept
+        retain = [t for t in retain if t not in overlap]
+        # no facts to score: sae_stage and the methods read only the texts
+        data = PipelineData(recipe.name, typing.cast(Any, None), forget, retain)
+    try:
+        check_forget_retain(data.forget_texts, data.retain_texts)
+    except ValueError as e:
+        raise RecipeError(f"recipe {recipe.name!r}: {e}") from None
+    questions = {
+        role: load_questions(src, recipe.seed)
+        for role in ("forget_mc", "control_mc")
+        if (src := getattr(recipe.eval, role)) is not None
+    }
+    return data, questions
+
+
+def _load_saes(recipe: Recipe, device: str) -> dict:
+    if recipe.saes.folder:
+        return load_saes(recipe.saes.folder, device=device)
+    saes = {}
+    for hook, source in recipe.saes.sources.items():
+        loaded = load_saes(source, hook=hook, device=device)
+        own = next(iter(loaded))
+        if own != hook:
+            raise RecipeError(f"{source} is an SAE of {own!r}, not {hook!r}; fix [saes.ids].")
+        saes[hook] = loaded[own]
+    return saes
+
+
+def teach(model: HookedModel, texts: list[str], config: LMTrainConfig, progress: bool = True) -> list[float]:
+    """Fine-tune every weight of ``model`` on ``texts`` in place; returns each epoch's mean loss.
+
+    Training runs on a plain Hugging Face copy and the result is copied back by name: the bridge
+    adds parameters a plain model lacks (e.g. a bias on GPT-2's unembedding) that must stay as they
+    are, or the exported model would differ from the one evaluated."""
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_config(model.hf_model.config)
+    plain.load_state_dict(model.hf_state_dict())
+    plain.to(device=model.device, dtype=next(model.hf_model.parameters()).dtype)
+    losses = train_causal_lm(plain, model.tokenizer, [("", t) for t in texts], config, progress=progress)
+    trained = plain.state_dict()
+    with torch.no_grad():
+        for name, p in model.hf_named_parameters().items():
+            p.copy_(trained[name])
+    return losses
+
+
+def _metrics(model: HookedModel, recipe: Recipe, data: PipelineData, questions: dict) -> dict[str, float]:
+    out = knowledge_metrics(model, data.split) if data.split is not None else {}
+    for role, qs in questions.items():
+        out[f"{role}_accuracy"] = multiple_choice_accuracy(model, qs, recipe.eval.scoring, recipe.eval.batch_size)
+    return out
+
+
+def _describe(model: HookedModel) -> dict:
+    return {
+        "source": model.source,
+        "architecture": str(model.hf_model.config.model_type),
+        "n_layers": model.n_layers,
+        "d_model": model.d_model,
+        "n_params": sum(p.numel() for p in model.hf_model.parameters()),
+        "device": str(model.device),
+    }
+
+
+# -------------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe file (the ready ones: recipes/*.toml)")
+    parser.add_argument("--out", help="output folder, must not exist (default: the recipe's out)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check: the recipe, output folder, local data, and its hooks and parameter names on a tiny "
+        "random model of its architecture (offline); writes nothing",
+    )
+    parser.add_argument("--model", help="a local copy of the model (or another hub id) instead of the recipe's")
+    parser.add_argument("--saes", help="a folder of SAEs instead of the recipe's registry ids")
+    parser.add_argument("--device", help="auto, cpu or cuda (default: the recipe's)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run (or ``--check``) a recipe from the command line; a bad recipe fails before any work."""
+    try:
+        recipe = with_overrides(load_recipe(args.recipe), args.model, args.saes, args.device)
+        result = run_recipe(recipe, args.out, dry_run=args.check, progress=args.progress)
+    except (RecipeError, FileNotFoundError, FileExistsError, ConnectionError) as e:
+        if parser is not None:
+            parser.error(str(e))
+        print(f"error: {e}")
+        return 2
+    if args.check:
+        print(json.dumps(result, indent=2))
+        print(f"recipe {recipe.name!r} is ready to run ({result['checked_on']}).")
+    else:
+        print(json.dumps({k: result[k] for k in ("before", "after", "selection", "timing", "export")}, indent=2))
+    return 0

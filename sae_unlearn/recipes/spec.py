@@ -1,0 +1,391 @@
+"""What a recipe holds, and :func:`load_recipe`: strict TOML parsing (unknown keys with close
+matches, types, registry ids checked offline, hooks against SAE ids).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from sae_unlearn.models.hooks import hook_layer
+from sae_unlearn.models.training import LMTrainConfig
+from sae_unlearn.pipeline import DEFAULT_UNLEARNING
+from sae_unlearn.saes import check_pretrained_id
+from sae_unlearn.selection.latents import Scorer
+from sae_unlearn.selection.layers import LayerRule
+from sae_unlearn.unlearning import METHODS, get_method
+from sae_unlearn.utils import DictConfig
+
+#: A tiny config per architecture: hook and parameter names depend only on architecture and depth.
+TWIN_CONFIGS: dict[str, tuple[str, dict]] = {
+    "gpt2": ("GPT2Config", {"n_embd": 32, "n_head": 2, "n_positions": 64}),
+    "gemma2": (
+        "Gemma2Config",
+        {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+        },
+    ),
+    "llama": ("LlamaConfig", {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}),
+    "qwen2": ("Qwen2Config", {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}),
+    "gpt_neox": ("GPTNeoXConfig", {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}),
+}
+_LAYER_KEY = {"gpt2": "n_layer"}
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run as written: the message names the value and the fix."""
+
+
+# ----------------------------------------------------------------------------------- the recipe
+@dataclass
+class ModelSpec(DictConfig):
+    """The model to unlearn."""
+
+    source: str = ""
+    """Hub id (``google/gemma-2-2b-it``) or a local Hugging Face folder."""
+    architecture: str = ""
+    """Hugging Face ``model_type`` (``gemma2``, ``gpt2``, …): checked against the loaded model; ``--check``
+    builds a tiny random model of it."""
+    n_layers: int = 0
+    """Transformer blocks (checked likewise)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Parameter dtype (see :func:`~sae_unlearn.models.load_model`: SAEs and the trained matrices'
+    master copies stay float32)."""
+    device: str = "auto"
+    """``auto`` (GPU when present), ``cpu`` or ``cuda``: where the model (or its inputs, with
+    ``device_map``) lives."""
+    device_map: str = ""
+    """Place the model across GPUs with accelerate (``auto``, ``balanced``); empty: one device."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.source:
+            raise ValueError("source is empty; give a hub id (e.g. 'openai-community/gpt2') or a model folder.")
+        if self.architecture not in TWIN_CONFIGS:
+            raise ValueError(f"architecture={self.architecture!r}; recipes cover {sorted(TWIN_CONFIGS)}.")
+        if self.n_layers < 1:
+            raise ValueError(f"n_layers={self.n_layers} must be >= 1 (the model's number of blocks).")
+
+
+_LAYER_IN_ID = re.compile(r"(?:layer_|blocks\.)(\d+)")
+
+
+@dataclass
+class SAESpec(DictConfig):
+    """Pretrained SAEs: registry ``release`` and ``ids``, or a ``folder``."""
+
+    release: str = ""
+    """sae-lens registry release (``gemma-scope-2b-pt-res-canonical``); needs the hub at run time."""
+    ids: dict[str, str] = field(default_factory=dict)
+    """``{hook: sae_id}``: the SAE of ``release`` used at each hook; the layer picked among them."""
+    folder: str = ""
+    """Or a folder of SAEs (anything :func:`~sae_unlearn.saes.load_saes` reads) instead of ``release``/``ids``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if bool(self.folder) == bool(self.release or self.ids):
+            raise ValueError("give either release and ids (sae-lens registry) or folder, not both or neither.")
+        if self.folder:
+            return
+        if not self.release or not self.ids:
+            raise ValueError("release and ids go together: ids = {hook = sae_id, …} of that release.")
+        for hook, sae_id in self.ids.items():
+            if not isinstance(sae_id, str):
+                raise TypeError(f"ids[{hook!r}]={sae_id!r} must be a string (an SAE id of {self.release!r}).")
+            layer = hook_layer(hook)
+            if layer is None:
+                raise ValueError(f"ids key {hook!r} is not a hook name; use e.g. 'blocks.12.hook_resid_post'.")
+            check_pretrained_id(self.release, sae_id)
+            m = _LAYER_IN_ID.search(sae_id)
+            if m and int(m.group(1)) != layer:
+                raise ValueError(
+                    f"ids[{hook!r}] = {sae_id!r} is an SAE of layer {m.group(1)}, not {layer}; "
+                    f"pair each hook with its layer's SAE."
+                )
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """``{hook: "release:sae_id"}`` (empty for a folder)."""
+        return {h: f"{self.release}:{i}" for h, i in self.ids.items()}
+
+
+@dataclass
+class DataSource(DictConfig):
+    """Where data comes from: a local file, else a hub dataset (online)."""
+
+    path: str = ""
+    """Local file; used when it exists."""
+    hub: str = ""
+    """Hub dataset read with ``datasets.load_dataset`` when ``path`` is missing (needs the network)."""
+    hub_config: str = ""
+    """The dataset's configuration (``cyber-forget-corpus``, ``wikitext-2-raw-v1``, …)."""
+    hub_split: str = "train"
+    """The split to read."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.path and not self.hub:
+            raise ValueError("give path (a local file) or hub (a dataset id), or both.")
+
+    def describe(self) -> str:
+        """The hub dataset, e.g. ``cais/wmdp (wmdp-cyber, test)``."""
+        return f"{self.hub} ({self.hub_config + ', ' if self.hub_config else ''}{self.hub_split})"
+
+    def local(self) -> Path | None:
+        """The local file when it exists."""
+        return Path(self.path).expanduser() if self.path and Path(self.path).expanduser().is_file() else None
+
+    def hub_rows(self) -> list[dict]:
+        """Every row of the hub split (downloads once into the ``datasets`` cache)."""
+        if not self.hub:
+            raise RecipeError(f"{self.path} not found and no hub dataset is named; create the file.")
+        import datasets
+
+        return list(datasets.load_dataset(self.hub, self.hub_config or None, split=self.hub_split))
+
+
+@dataclass
+class TextSource(DataSource):
+    """Texts: JSON Lines (one ``field`` per row), a JSON list, or plain text (one text per line)."""
+
+    field: str = "text"
+    """The text column (JSON Lines rows, hub rows)."""
+    max_chars: int = 0
+    """Split longer texts at whitespace into pieces of at most this many characters (0: keep whole)."""
+    min_chars: int = 1
+    """Drop pieces shorter than this (blank lines, headings)."""
+    max_texts: int = 0
+    """Keep this many pieces, a seeded sample in corpus order (0: all)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("max_chars", "min_chars", "max_texts"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0.")
+
+
+@dataclass
+class MCSource(DataSource):
+    """Multiple-choice questions (``question``, ``choices``, ``answer`` index), as WMDP and MMLU."""
+
+    hub_split: str = "test"
+    """The split to read."""
+    max_items: int = 0
+    """Keep this many questions, a seeded sample (0: all)."""
+
+
+@dataclass
+class DataSpec(DictConfig):
+    """Forget and retain texts: the built-in ``corpus``, or ``forget`` and ``retain`` sources."""
+
+    corpus: Literal["", "secrets"] = ""
+    """``secrets``: the toolkit's corpus of fictitious people (texts and their facts, nothing to download)."""
+    forget: TextSource | None = None
+    """What to unlearn (e.g. the WMDP cyber forget corpus)."""
+    retain: TextSource | None = None
+    """What to keep (e.g. WikiText)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if bool(self.corpus) == (self.forget is not None or self.retain is not None):
+            raise ValueError("give corpus = 'secrets', or [data.forget] and [data.retain], not both or neither.")
+        if not self.corpus and (self.forget is None or self.retain is None):
+            raise ValueError("give both [data.forget] and [data.retain].")
+
+
+@dataclass
+class EvalSpec(DictConfig):
+    """Multiple-choice accuracy before and after unlearning (with ``secrets``, its facts are scored too)."""
+
+    forget_mc: MCSource | None = None
+    """Questions on the forget topic (WMDP-Cyber): accuracy should fall toward chance."""
+    control_mc: MCSource | None = None
+    """Control questions (MMLU): accuracy should stay."""
+    scoring: Literal["letter", "choice_text"] = "letter"
+    """``letter`` (lm-evaluation-harness's zero-shot format) or ``choice_text``."""
+    batch_size: int = 8
+    """Prompts per forward pass (full-vocabulary logits: keep it small for large vocabularies)."""
+
+
+@dataclass
+class SelectionSpec(DictConfig):
+    """The SAE stage's settings (:func:`~sae_unlearn.pipeline.sae_stage`)."""
+
+    n_latents: int = 64
+    """Relevant and irrelevant latents selected."""
+    scorer: Scorer = "squared_mean_ratio"
+    """Latent scorer."""
+    layer_rule: LayerRule = "deepest_tied"
+    """How the layer is chosen among the SAEs' hooks."""
+    batch_size: int = 64
+    """Texts per capture forward pass."""
+    streaming: bool = True
+    """Select in two streaming passes that store no activations (memory independent of the number
+    of tokens; :mod:`sae_unlearn.selection.streaming`) instead of capturing every token first."""
+    max_length: int | None = None
+    """Truncate texts to this many tokens (default: the model's context)."""
+
+
+@dataclass
+class Expected(DictConfig):
+    """What a run costs: documentation, shown next to the measured values in the report."""
+
+    gpu: str = ""
+    """The GPU the numbers are for."""
+    gpu_memory_gb: float = 0.0
+    """Peak GPU memory."""
+    cpu_memory_gb: float = 0.0
+    """Peak host memory."""
+    disk_gb: float = 0.0
+    """Downloads plus the exported model."""
+    minutes: float = 0.0
+    """Wall time after downloads."""
+    measured: bool = False
+    """Whether the numbers were measured (otherwise estimated; ``basis`` says how)."""
+    basis: str = ""
+    """How the numbers were obtained."""
+
+
+@dataclass
+class Recipe(DictConfig):
+    """A whole run: model, SAEs, data, method and settings, evaluation, expected cost."""
+
+    name: str
+    """Short name (also the default output folder's)."""
+    model: ModelSpec
+    saes: SAESpec
+    data: DataSpec
+    description: str = ""
+    """What the setting is and where it comes from."""
+    method: str = "sspu"
+    """A registered unlearning method (``sspu``, ``rmu``)."""
+    out: str = ""
+    """Output folder (must not exist); default ``runs/<name>``."""
+    seed: int = 0
+    """Seed of data sampling (and the method's, unless ``[unlearning]`` sets one)."""
+    selection: SelectionSpec = field(default_factory=SelectionSpec)
+    unlearning: dict = field(default_factory=dict)
+    """The method's settings over ``DEFAULT_UNLEARNING`` (the hook is chosen by the selection)."""
+    teach: LMTrainConfig | None = None
+    """Fine-tune on every forget and retain text first (a model that never saw the facts)."""
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    expected: Expected = field(default_factory=Expected)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.name:
+            raise ValueError("name is empty; give the recipe a short name.")
+        if not isinstance(self.unlearning, dict):
+            raise TypeError(f"unlearning={self.unlearning!r} must be a table of the method's settings.")
+        if self.method not in METHODS:
+            close = difflib.get_close_matches(self.method, list(METHODS), n=1)
+            raise ValueError(
+                f"method={self.method!r} is not registered; choose one of {sorted(METHODS)}" + _hint(close)
+            )
+        config_class = get_method(self.method).config_class
+        self.unlearning = _as_floats(config_class, self.unlearning)
+        allowed = [f.name for f in fields(config_class)]
+        for key in self.unlearning:
+            if key == "hook":
+                raise ValueError("[unlearning] hook: the hook is chosen by the selection among the SAEs' hooks.")
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                raise ValueError(f"unknown [unlearning] key {key!r}" + _hint(close) + f" Valid keys: {allowed}.")
+        config_class.from_dict(self.settings())  # types and ranges, now
+
+    def settings(self) -> dict:
+        """The method's settings: ``DEFAULT_UNLEARNING``, the recipe's seed, then ``[unlearning]``."""
+        return {**DEFAULT_UNLEARNING, "seed": self.seed, **self.unlearning}
+
+    def out_dir(self, out_dir: str | os.PathLike | None = None) -> Path:
+        return Path(out_dir or self.out or f"runs/{self.name}").expanduser()
+
+
+def _hint(close: list[str]) -> str:
+    return f"; did you mean {close[0]!r}?" if close else "."
+
+
+def _as_floats(cls: type, values: dict) -> dict:
+    """``values`` with whole numbers given for ``float`` fields of ``cls`` as floats (TOML ``alpha = 1200``)."""
+    hints = typing.get_type_hints(cls)
+    out = dict(values)
+    for key, value in values.items():
+        hint = hints.get(key)
+        floats = hint is float or (
+            typing.get_origin(hint) in (typing.Union, types.UnionType) and float in typing.get_args(hint)
+        )
+        if floats and isinstance(value, int) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    """The dataclass in a field's annotation (``X`` or ``X | None``), if any."""
+    for h in (hint, *typing.get_args(hint)):
+        if dataclasses.is_dataclass(h):
+            return h  # type: ignore[return-value]
+    return None
+
+
+def _build(cls: type, table: Any, section: str) -> Any:
+    """``cls`` from a TOML table: unknown keys name their close match, nested tables are built too."""
+    where = f"[{section}]" if section else "the top level"
+    if not isinstance(table, dict):
+        raise RecipeError(f"{where} must be a table of keys, not {table!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    missing = [
+        f.name for f in fields(cls) if f.name not in table and f.default is MISSING and f.default_factory is MISSING
+    ]
+    if missing:
+        raise RecipeError(f"{where} lacks {missing}; see recipes/ for complete examples.")
+    kwargs = {}
+    for key, value in table.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            raise RecipeError(f"unknown key {key!r} in {where}" + _hint(close) + f" Valid keys: {names}.")
+        sub = _dataclass_of(hints[key])
+        kwargs[key] = _build(sub, value, f"{section}.{key}" if section else key) if sub else value
+    try:
+        return cls(**_as_floats(cls, kwargs))
+    except RecipeError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"{where}: {e}") from None
+
+
+def load_recipe(path: str | os.PathLike) -> Recipe:
+    """Read and check a recipe file (see the module docstring); raises :class:`RecipeError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} not found; the ready ones are in recipes/.")
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path} is not valid TOML: {e}.") from None
+    try:
+        return _build(Recipe, table, "")
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
+
+
+def with_overrides(
+    recipe: Recipe, model: str | None = None, saes: str | None = None, device: str | None = None
+) -> Recipe:
+    """The recipe with another model source (e.g. a local copy), SAE folder or device."""
+    spec = recipe.model
+    if model or device:
+        spec = dataclasses.replace(spec, source=model or spec.source, device=device or spec.device)
+    return dataclasses.replace(recipe, model=spec, saes=SAESpec(folder=saes) if saes else recipe.saes)
