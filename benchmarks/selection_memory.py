@@ -9,8 +9,9 @@ to the deepest SAE run) and saved with the secrets tokenizer; one random JumpReL
 ``--expansion`` x width) sits at every block's ``hook_resid_post``. The text is the secrets
 corpus, sentences joined into ~128-token texts, forget people's texts on one side.
 
-Every measurement runs in a fresh child process (so ``ru_maxrss`` is that path's own peak) and
-reports seconds and peak RSS:
+Every measurement runs in a fresh child process and reports seconds and peak RSS: the kernel's
+peak mark (VmHWM) is reset once the model and SAEs are loaded, so the peak is the path's own (with
+the loaded model resident), not loading's:
 
 - ``forward``: the bare model forward pass over the texts (to the logits), batch by batch;
 - ``forward to hooks``: the same, stopped after the deepest SAE's hook (what capture runs);
@@ -30,6 +31,7 @@ bare forward pass, peak RSS, and the peak's growth from the smallest to the larg
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -101,6 +103,30 @@ def make_texts(n_tokens: int, tokenizer) -> tuple[list[str], list[str]]:
     return out["forget"], out["retain"]
 
 
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def _reset_peak_rss() -> float:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux ``clear_refs`` 5); return it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_mb("VmRSS")
+    except OSError:  # not Linux: fall back to the process's lifetime peak
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_rss_mb() -> float:
+    try:
+        return _status_mb("VmHWM")
+    except (OSError, KeyError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: argparse.Namespace) -> None:
     """One measurement in this process; prints one JSON line."""
     import torch
@@ -130,7 +156,8 @@ def child(args: argparse.Namespace) -> None:
             sae.threshold.fill_(0.5)
         saes[h] = sae
     texts = forget + retain
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gc.collect()
+    base_rss = _reset_peak_rss()  # the peak below is this path's own, not loading's
     t0 = time.perf_counter()
     n_tok = 0
     if args.mode == "forward":
@@ -160,7 +187,7 @@ def child(args: argparse.Namespace) -> None:
         res = select_layer_and_latents(saes, store, forget_mask, n_latents=32)
         n_tok = store.n_tokens
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mb()
     print(json.dumps({"seconds": seconds, "tokens": n_tok, "peak_rss_mb": peak, "rss_after_load_mb": base_rss}))
 
 
@@ -169,6 +196,8 @@ def run_child(model_dir: Path, mode: str, n_tokens: int, args: argparse.Namespac
     cmd += ["--n-tokens", str(n_tokens), "--expansion", str(args.expansion), "--batch-size", str(args.batch_size)]
     cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    if out.returncode == -9:  # SIGKILL: the kernel's out-of-memory killer (the path did not fit)
+        return {"failed": "killed (SIGKILL: out of memory)"}
     if out.returncode != 0:
         raise RuntimeError(f"{mode} at {n_tokens} tokens failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -208,8 +237,11 @@ def main() -> None:
             for mode in args.modes:
                 for n in args.tokens:
                     r = results[mode, n]
+                    if "failed" in r:
+                        rows.append(f"| {shape} | {mode} | {n} | {r['failed']} | | | | |")
+                        continue
                     fwd = results.get(("forward", n))
-                    growth = r["peak_rss_mb"] / results[mode, args.tokens[0]]["peak_rss_mb"] - 1
+                    growth = r["peak_rss_mb"] / results[mode, args.tokens[0]].get("peak_rss_mb", float("nan")) - 1
                     rows.append(
                         f"| {shape} | {mode} | {r['tokens']} | {r['tokens'] / r['seconds']:.0f} | "
                         f"{r['seconds'] / fwd['seconds'] if fwd else float('nan'):.2f} | {r['peak_rss_mb']:.0f} | "
@@ -217,7 +249,7 @@ def main() -> None:
                     )
     print()
     print(
-        "| shape | path | tokens | tokens/s | time vs forward | peak RSS MB | RSS added after load MB | "
+        "| shape | path | tokens | tokens/s | time vs forward | peak RSS MB | peak above the loaded model MB | "
         f"peak vs {args.tokens[0]} tokens |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -5,9 +5,11 @@ from sae_unlearn.selection.latents import (
     SCORERS,
     LatentSelection,
     LatentStats,
+    LatentSums,
     latent_stats,
     score_latents,
     select_latents,
+    stats_from_sums,
 )
 from sae_unlearn.selection.layers import (
     LayerRule,
@@ -23,6 +25,7 @@ __all__ = [
     "SCORERS",
     "LatentSelection",
     "LatentStats",
+    "LatentSums",
     "SelectionResult",
     "TokenContext",
     "auroc",
@@ -33,5 +36,6 @@ __all__ = [
     "score_latents",
     "select_latents",
     "select_layer_and_latents",
+    "stats_from_sums",
     "top_activating_contexts",
 ]

@@ -43,6 +43,51 @@ class LatentStats:
     n_retain: int
 
 
+@dataclass
+class LatentSums:
+    """Running per-latent sums on one side (forget or retain): token count, firing count, sum and
+    sum of squares (float64). Folded batch by batch, so statistics over any number of tokens need
+    ``O(d_sae)`` memory (:func:`stats_from_sums` turns a forget and a retain pair into :class:`LatentStats`)."""
+
+    n: int
+    fired: Float[Tensor, " d_sae"]
+    total: Float[Tensor, " d_sae"]
+    squares: Float[Tensor, " d_sae"]
+
+    @classmethod
+    def zeros(cls, d_sae: int) -> LatentSums:
+        z = torch.zeros(d_sae, dtype=torch.float64)
+        return cls(0, z.clone(), z.clone(), z.clone())
+
+    def add(self, acts: Float[Tensor, "n d_sae"]) -> None:
+        """Fold in one batch of latent activations (one row per token)."""
+        if acts.shape[-1] != self.total.shape[0]:
+            raise ValueError(f"activations have {acts.shape[-1]} latents but the sums hold {self.total.shape[0]}.")
+        a = acts.detach().to("cpu", torch.float64)
+        self.n += int(a.shape[0])
+        self.fired += (a > 0).sum(0, dtype=torch.float64)
+        self.total += a.sum(0)
+        self.squares += a.pow(2).sum(0)
+
+
+def stats_from_sums(forget: LatentSums, retain: LatentSums) -> LatentStats:
+    """Firing frequency, mean and mean-square activation of every latent from running sums."""
+    if forget.n == 0 or retain.n == 0:
+        raise ValueError(f"need forget and retain activations; got {forget.n} forget and {retain.n} retain tokens.")
+    if forget.total.shape != retain.total.shape:
+        raise ValueError(f"forget has {forget.total.shape[0]} latents but retain has {retain.total.shape[0]}.")
+    return LatentStats(
+        freq_forget=forget.fired / forget.n,
+        freq_retain=retain.fired / retain.n,
+        mean_forget=forget.total / forget.n,
+        mean_retain=retain.total / retain.n,
+        sq_mean_forget=forget.squares / forget.n,
+        sq_mean_retain=retain.squares / retain.n,
+        n_forget=forget.n,
+        n_retain=retain.n,
+    )
+
+
 def latent_stats(
     forget_acts: Float[Tensor, "n_forget d_sae"], retain_acts: Float[Tensor, "n_retain d_sae"]
 ) -> LatentStats:
@@ -54,17 +99,10 @@ def latent_stats(
         )
     if forget_acts.shape[1] != retain_acts.shape[1]:
         raise ValueError(f"forget has {forget_acts.shape[1]} latents but retain has {retain_acts.shape[1]}.")
-    f, r = forget_acts.double(), retain_acts.double()
-    return LatentStats(
-        freq_forget=(f > 0).double().mean(0),
-        freq_retain=(r > 0).double().mean(0),
-        mean_forget=f.mean(0),
-        mean_retain=r.mean(0),
-        sq_mean_forget=f.pow(2).mean(0),
-        sq_mean_retain=r.pow(2).mean(0),
-        n_forget=int(f.shape[0]),
-        n_retain=int(r.shape[0]),
-    )
+    sides = LatentSums.zeros(forget_acts.shape[1]), LatentSums.zeros(retain_acts.shape[1])
+    sides[0].add(forget_acts)
+    sides[1].add(retain_acts)
+    return stats_from_sums(*sides)
 
 
 def score_latents(

@@ -25,7 +25,7 @@ writes) both methods stay at 0.38 against the oracle's 0.04, at layer 3 they rea
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,7 +38,7 @@ from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import SAEStats, encode_batched
-from sae_unlearn.selection.latents import LatentSelection, Scorer, latent_stats, select_latents
+from sae_unlearn.selection.latents import LatentSelection, LatentSums, Scorer, select_latents, stats_from_sums
 from sae_unlearn.utils import renamed_keyword
 
 LayerRule = Literal["deepest_tied", "best"]
@@ -190,6 +190,11 @@ def select_layer_and_latents(
 ) -> SelectionResult:
     """Score every hook's SAE, choose the layer (:func:`choose_layer`), select its latents.
 
+    The store is read twice in chunks of ``SELECTION_CHUNK_ROWS`` rows (per-latent sums, then each
+    token's evidence), so memory beyond the store is one chunk's codes, whatever its size. Without
+    a store, :func:`~sae_unlearn.selection.streaming.select_layer_and_latents_streaming` gives the
+    same result from the text.
+
     Args:
         saes: one SAE per hook (the hooks must be in ``store``); each must have been trained at
             that hook (its metadata) and be as wide as the activations there.
@@ -221,17 +226,25 @@ def select_layer_and_latents(
     for hook, sae in saes.items():
         check_sae_matches(sae, hook, int(first[hook].shape[-1]), model_name)
     seq = store.seq_index
-    scores: dict[str, float] = {}
-    selections: dict[str, LatentSelection] = {}
-    evidence: dict[str, tuple[Tensor, Tensor]] = {}  # (forget, retain) text evidence per hook
-    for hook, sae in saes.items():
-        z = encode_batched(sae, store[hook])
-        sel = select_latents(
-            latent_stats(z[forget_mask], z[~forget_mask]), n_latents, scorer=scorer, threshold=threshold, hook=hook
-        )
-        evidence[hook] = _text_evidence(z[:, sel.relevant].sum(-1), seq, forget_mask)
-        scores[hook] = auroc(*evidence[hook])
-        selections[hook] = sel
+    # two passes over the store in chunks: per-latent sums, then each token's evidence; the codes
+    # of all tokens are never held at once (memory: the store plus one chunk's codes)
+    sums = {h: (LatentSums.zeros(int(s.cfg.d_sae)), LatentSums.zeros(int(s.cfg.d_sae))) for h, s in saes.items()}
+    for rows, chunk in _chunks(store, list(saes)):
+        is_forget = forget_mask[rows]
+        for hook, sae in saes.items():
+            z = encode_batched(sae, chunk[hook])
+            sums[hook][0].add(z[is_forget])
+            sums[hook][1].add(z[~is_forget])
+    selections: dict[str, LatentSelection] = {
+        h: select_latents(stats_from_sums(*sums[h]), n_latents, scorer=scorer, threshold=threshold, hook=h)
+        for h in saes
+    }
+    token_evidence = {h: torch.empty(store.n_tokens) for h in saes}
+    for rows, chunk in _chunks(store, list(saes)):
+        for hook, sae in saes.items():
+            token_evidence[hook][rows] = encode_batched(sae, chunk[hook])[:, selections[hook].relevant].sum(-1).float()
+    evidence = {h: _text_evidence(token_evidence[h], seq, forget_mask) for h in saes}  # (forget, retain) texts
+    scores = {h: auroc(*evidence[h]) for h in saes}
     intervals = {h: auroc_interval(*evidence[h]) for h in scores}
     chosen = choose_layer(scores, intervals, layer_rule, candidates)
     return SelectionResult(
@@ -241,6 +254,21 @@ def select_layer_and_latents(
         selections=selections,
         layer_score_intervals=intervals,
     )
+
+
+SELECTION_CHUNK_ROWS = 8192
+"""Rows of the store encoded at once by the stored selection path."""
+
+
+def _chunks(store: ActivationStore, hooks: list[str]) -> Iterator[tuple[slice, dict[str, Tensor]]]:
+    """The store's rows in order, ``SELECTION_CHUNK_ROWS`` at a time: ``(rows, {hook: activations})``."""
+    offset = 0
+    for shard in store.iter_shards():
+        n = int(shard[hooks[0]].shape[0])
+        for i in range(0, n, SELECTION_CHUNK_ROWS):
+            j = min(n, i + SELECTION_CHUNK_ROWS)
+            yield slice(offset + i, offset + j), {h: shard[h][i:j] for h in hooks}
+        offset += n
 
 
 def _depth(hook: str) -> int:

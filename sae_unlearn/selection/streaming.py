@@ -37,7 +37,7 @@ from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import SAEStats
-from sae_unlearn.selection.latents import LatentSelection, LatentStats, Scorer, select_latents
+from sae_unlearn.selection.latents import LatentSelection, LatentSums, Scorer, select_latents, stats_from_sums
 from sae_unlearn.selection.layers import (
     LayerRule,
     SelectionResult,
@@ -46,28 +46,6 @@ from sae_unlearn.selection.layers import (
     choose_layer,
 )
 from sae_unlearn.utils import as_text_list, check_forget_retain
-
-
-@dataclass
-class _SideSums:
-    """Running per-latent sums on one side (forget or retain) of one SAE."""
-
-    n: int
-    fired: Float[Tensor, " d_sae"]
-    total: Float[Tensor, " d_sae"]
-    squares: Float[Tensor, " d_sae"]
-
-    @classmethod
-    def zeros(cls, d_sae: int) -> _SideSums:
-        z = torch.zeros(d_sae, dtype=torch.float64)
-        return cls(0, z.clone(), z.clone(), z.clone())
-
-    def add(self, z: Float[Tensor, "n d_sae"]) -> None:
-        zd = z.double()
-        self.n += int(z.shape[0])
-        self.fired += (z > 0).sum(0, dtype=torch.float64)
-        self.total += zd.sum(0)
-        self.squares += zd.pow(2).sum(0)
 
 
 @dataclass
@@ -106,21 +84,6 @@ class _ReconSums:
             mse=self.sse / (self.n * self.d_in),
             n_tokens=self.n,
         )
-
-
-def _latent_stats(forget: _SideSums, retain: _SideSums) -> LatentStats:
-    if forget.n == 0 or retain.n == 0:
-        raise ValueError(f"need forget and retain tokens; got {forget.n} forget and {retain.n} retain tokens.")
-    return LatentStats(
-        freq_forget=forget.fired / forget.n,
-        freq_retain=retain.fired / retain.n,
-        mean_forget=forget.total / forget.n,
-        mean_retain=retain.total / retain.n,
-        sq_mean_forget=forget.squares / forget.n,
-        sq_mean_retain=retain.squares / retain.n,
-        n_forget=forget.n,
-        n_retain=retain.n,
-    )
 
 
 @torch.no_grad()
@@ -177,7 +140,7 @@ def select_layer_and_latents_streaming(
     width = {h: int(saes[h].cfg.d_sae) for h in hooks}
     if isinstance(n_latents, bool) or not isinstance(n_latents, int) or n_latents < 1:
         raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
-    sides = {h: (_SideSums.zeros(width[h]), _SideSums.zeros(width[h])) for h in hooks}
+    sides = {h: (LatentSums.zeros(width[h]), LatentSums.zeros(width[h])) for h in hooks}
     recon: dict[str, _ReconSums] = {}
 
     # pass 1: per-latent sums on both sides, reconstruction sums
@@ -197,7 +160,7 @@ def select_layer_and_latents_streaming(
             sides[h][0].add(z[is_forget])
             sides[h][1].add(z[~is_forget])
     selections: dict[str, LatentSelection] = {
-        h: select_latents(_latent_stats(*sides[h]), n_latents, scorer=scorer, threshold=threshold, hook=h)
+        h: select_latents(stats_from_sums(*sides[h]), n_latents, scorer=scorer, threshold=threshold, hook=h)
         for h in hooks
     }
 

@@ -78,3 +78,15 @@ def test_a_wrong_sae_is_refused_on_the_first_batch(secrets_model, stage, monkeyp
         sae_stage(secrets_model, data, None, streaming=True, progress=False)
     with pytest.raises(TypeError, match="forget_texts is a single string"):
         select_layer_and_latents_streaming(secrets_model, st.fit.saes, data.forget_texts[0], data.retain_texts)
+
+
+def test_the_stored_path_reads_the_store_in_chunks_with_the_same_result(stage, monkeypatch):
+    import sae_unlearn.selection.layers as layers
+    from sae_unlearn.selection import select_layer_and_latents
+
+    data, st = stage
+    monkeypatch.setattr(layers, "SELECTION_CHUNK_ROWS", 777)  # chunks that cut texts and shards anywhere
+    again = select_layer_and_latents(
+        st.fit.saes, st.store, st.forget_mask, n_latents=64, candidates=[h for h in st.fit.saes if hook_layer(h) >= 2]
+    )
+    _assert_same_selection(st.selection, again)

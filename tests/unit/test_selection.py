@@ -139,3 +139,24 @@ def test_choose_layer_takes_the_deepest_layer_tied_with_the_best(no_runtime_type
     assert choose_layer(scores, narrow, candidates=[h[2], h[3]]) == h[2]
     with pytest.raises(ValueError, match="none of the candidate hooks"):
         choose_layer(scores, intervals, candidates=["blocks.9.hook_resid_post"])
+
+
+def test_latent_sums_folded_in_batches_equal_the_whole_statistics():
+    from sae_unlearn.selection import LatentSums, latent_stats, stats_from_sums
+
+    g = torch.Generator().manual_seed(0)
+    f, r = torch.relu(torch.randn(50, 12, generator=g)), torch.relu(torch.randn(70, 12, generator=g) - 0.5)
+    whole = latent_stats(f, r)
+    sides = LatentSums.zeros(12), LatentSums.zeros(12)
+    for chunk in f.split([7, 30, 13]):
+        sides[0].add(chunk)
+    for chunk in r.split([1, 69]):
+        sides[1].add(chunk)
+    folded = stats_from_sums(*sides)
+    assert folded.n_forget == 50 and folded.n_retain == 70
+    for name in ("freq_forget", "freq_retain", "mean_forget", "mean_retain", "sq_mean_forget", "sq_mean_retain"):
+        torch.testing.assert_close(getattr(folded, name), getattr(whole, name), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="activations have 5 latents but the sums hold 12"):
+        sides[0].add(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="need forget and retain activations; got 0 forget"):
+        stats_from_sums(LatentSums.zeros(12), sides[1])
