@@ -244,8 +244,20 @@ def select_layer_and_latents(
         for hook, sae in saes.items():
             token_evidence[hook][rows] = encode_batched(sae, chunk[hook])[:, selections[hook].relevant].sum(-1).float()
     evidence = {h: _text_evidence(token_evidence[h], seq, forget_mask) for h in saes}  # (forget, retain) texts
-    scores = {h: auroc(*evidence[h]) for h in saes}
-    intervals = {h: auroc_interval(*evidence[h]) for h in scores}
+    return result_from_evidence(evidence, selections, layer_rule, candidates)
+
+
+def result_from_evidence(
+    evidence: Mapping[str, tuple[Float[Tensor, " n_forget_texts"], Float[Tensor, " n_retain_texts"]]],
+    selections: dict[str, LatentSelection],
+    layer_rule: LayerRule = "deepest_tied",
+    candidates: Collection[str] | None = None,
+    sae_stats: dict[str, SAEStats] | None = None,
+) -> SelectionResult:
+    """Score each hook (AUROC of its forget vs retain text evidence, with a bootstrap interval),
+    choose the layer (:func:`choose_layer`) and assemble the result (both selection paths end here)."""
+    scores = {h: auroc(*evidence[h]) for h in evidence}
+    intervals = {h: auroc_interval(*evidence[h]) for h in evidence}
     chosen = choose_layer(scores, intervals, layer_rule, candidates)
     return SelectionResult(
         hook=chosen,
@@ -253,6 +265,7 @@ def select_layer_and_latents(
         layer_scores=scores,
         selections=selections,
         layer_score_intervals=intervals,
+        sae_stats=sae_stats or {},
     )
 
 

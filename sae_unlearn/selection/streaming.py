@@ -33,18 +33,11 @@ from sae_lens import SAE
 from torch import Tensor
 
 from sae_unlearn.capture.capture import iter_activations
-from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import SAEStats
 from sae_unlearn.selection.latents import LatentSelection, LatentSums, Scorer, select_latents, stats_from_sums
-from sae_unlearn.selection.layers import (
-    LayerRule,
-    SelectionResult,
-    auroc,
-    auroc_interval,
-    choose_layer,
-)
+from sae_unlearn.selection.layers import LayerRule, SelectionResult, result_from_evidence
 from sae_unlearn.utils import as_text_list, check_forget_retain
 
 
@@ -176,14 +169,5 @@ def select_layer_and_latents_streaming(
     present = torch.isfinite(evidence[hooks[0]])  # texts with at least one token after BOS
     is_forget_text = torch.arange(len(texts)) < n_forget
     pairs = {h: (evidence[h][present & is_forget_text], evidence[h][present & ~is_forget_text]) for h in hooks}
-    scores = {h: auroc(*pairs[h]) for h in hooks}
-    intervals = {h: auroc_interval(*pairs[h]) for h in hooks}
-    chosen = choose_layer(scores, intervals, layer_rule, candidates)
-    return SelectionResult(
-        hook=chosen,
-        layer=hook_layer(chosen),
-        layer_scores=scores,
-        selections=selections,
-        layer_score_intervals=intervals,
-        sae_stats={h: r.stats() for h, r in recon.items()} if reconstruction else {},
-    )
+    stats = {h: r.stats() for h, r in recon.items()} if reconstruction else None
+    return result_from_evidence(pairs, selections, layer_rule, candidates, stats)
