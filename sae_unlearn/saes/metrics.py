@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,46 @@ def encode_batched(sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 40
     )
 
 
+@dataclass
+class ReconstructionSums:
+    """Running float64 sums behind :class:`SAEStats`, folded batch by batch (``O(d_in + d_sae)``
+    memory): squared error, active latents, input sum and squared norm, latents ever fired."""
+
+    d_in: int
+    d_sae: int
+    n: int = 0
+    sse: float = 0.0
+    active: float = 0.0
+    x_sum: Tensor = field(init=False)
+    x_sq: float = 0.0
+    ever_fired: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.x_sum = torch.zeros(self.d_in, dtype=torch.float64)
+        self.ever_fired = torch.zeros(self.d_sae, dtype=torch.bool)
+
+    def add(self, x: Float[Tensor, "n d_in"], z: Float[Tensor, "n d_sae"], x_hat: Float[Tensor, "n d_in"]) -> None:
+        """Fold in one batch: inputs ``x``, their codes ``z`` and reconstructions ``x_hat``."""
+        xd = x.detach().to("cpu", torch.float64)
+        self.n += int(x.shape[0])
+        self.sse += float((xd - x_hat.detach().to("cpu", torch.float64)).pow(2).sum())
+        self.active += float((z != 0).sum())
+        self.x_sum += xd.sum(0)
+        self.x_sq += float(xd.pow(2).sum())
+        self.ever_fired |= (z != 0).any(0).cpu()
+
+    def stats(self) -> SAEStats:
+        # total variance about the mean: sum ||x||^2 - n ||mean||^2 (float64 sums)
+        tot = self.x_sq - float(self.x_sum.pow(2).sum()) / max(self.n, 1)
+        return SAEStats(
+            l0=self.active / self.n,
+            explained_variance=1.0 - self.sse / max(tot, 1e-12),
+            dead_fraction=1.0 - float(self.ever_fired.float().mean()),
+            mse=self.sse / (self.n * self.d_in),
+            n_tokens=self.n,
+        )
+
+
 @torch.no_grad()
 def reconstruction_stats(sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096) -> SAEStats:
     """L0, explained variance, dead fraction and MSE of ``sae`` on ``acts``."""
@@ -54,26 +94,12 @@ def reconstruction_stats(sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: in
     if acts.shape[-1] != sae.cfg.d_in:
         raise ValueError(f"activations have width {acts.shape[-1]} but the SAE expects d_in={sae.cfg.d_in}.")
     dev, dt = sae.W_dec.device, sae.W_dec.dtype
-    mean = acts.double().mean(0)
-    sse = tot = l0 = 0.0
-    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    sums = ReconstructionSums(int(sae.cfg.d_in), int(sae.cfg.d_sae))
     for i in range(0, acts.shape[0], batch_size):
         x = acts[i : i + batch_size].to(dev, dt)
         z = sae.encode(x)
-        x_hat = sae.decode(z)
-        sse += float((x - x_hat).double().pow(2).sum())
-        tot += float((x.double().cpu() - mean).pow(2).sum())
-        active = z != 0
-        l0 += float(active.sum())
-        fired |= active.any(0).cpu()
-    n = acts.shape[0]
-    return SAEStats(
-        l0=l0 / n,
-        explained_variance=1.0 - sse / max(tot, 1e-12),
-        dead_fraction=1.0 - float(fired.float().mean()),
-        mse=sse / (n * acts.shape[-1]),
-        n_tokens=int(n),
-    )
+        sums.add(x, z, sae.decode(z))
+    return sums.stats()
 
 
 @torch.no_grad()

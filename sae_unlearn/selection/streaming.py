@@ -25,7 +25,6 @@ measures both against a bare forward pass and against the stored path.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -35,48 +34,10 @@ from torch import Tensor
 from sae_unlearn.capture.capture import iter_activations
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.saes.loading import check_sae_matches
-from sae_unlearn.saes.metrics import SAEStats
+from sae_unlearn.saes.metrics import ReconstructionSums
 from sae_unlearn.selection.latents import LatentSelection, LatentSums, Scorer, select_latents, stats_from_sums
 from sae_unlearn.selection.layers import LayerRule, SelectionResult, result_from_evidence
 from sae_unlearn.utils import as_text_list, check_forget_retain
-
-
-@dataclass
-class _ReconSums:
-    """Running sums behind :class:`~sae_unlearn.saes.metrics.SAEStats` of one SAE."""
-
-    d_in: int
-    d_sae: int
-    n: int = 0
-    sse: float = 0.0
-    active: float = 0.0
-    x_sum: Tensor = field(init=False)
-    x_sq: float = 0.0
-    ever_fired: Tensor = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.x_sum = torch.zeros(self.d_in, dtype=torch.float64)
-        self.ever_fired = torch.zeros(self.d_sae, dtype=torch.bool)
-
-    def add(self, x: Float[Tensor, "n d_in"], z: Float[Tensor, "n d_sae"], x_hat: Float[Tensor, "n d_in"]) -> None:
-        xd = x.double()
-        self.n += int(x.shape[0])
-        self.sse += float((xd - x_hat.double()).pow(2).sum())
-        self.active += float((z != 0).sum())
-        self.x_sum += xd.sum(0)
-        self.x_sq += float(xd.pow(2).sum())
-        self.ever_fired |= (z != 0).any(0)
-
-    def stats(self) -> SAEStats:
-        # total variance about the mean: sum ||x||^2 - n ||mean||^2 (float64 sums)
-        tot = self.x_sq - float(self.x_sum.pow(2).sum()) / max(self.n, 1)
-        return SAEStats(
-            l0=self.active / self.n,
-            explained_variance=1.0 - self.sse / max(tot, 1e-12),
-            dead_fraction=1.0 - float(self.ever_fired.float().mean()),
-            mse=self.sse / (self.n * self.d_in),
-            n_tokens=self.n,
-        )
 
 
 @torch.no_grad()
@@ -134,7 +95,7 @@ def select_layer_and_latents_streaming(
     if isinstance(n_latents, bool) or not isinstance(n_latents, int) or n_latents < 1:
         raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
     sides = {h: (LatentSums.zeros(width[h]), LatentSums.zeros(width[h])) for h in hooks}
-    recon: dict[str, _ReconSums] = {}
+    recon: dict[str, ReconstructionSums] = {}
 
     # pass 1: per-latent sums on both sides, reconstruction sums
     for batch in iter_activations(
@@ -145,10 +106,10 @@ def select_layer_and_latents_streaming(
             sae, x = saes[h], batch.activations[h]
             if h not in recon:  # first batch: refuse a wrong SAE before the remaining batches run
                 check_sae_matches(sae, h, int(x.shape[-1]), model_name)
-                recon[h] = _ReconSums(int(x.shape[-1]), width[h])
+                recon[h] = ReconstructionSums(int(x.shape[-1]), width[h])
             z, xs = _encode(sae, x)
             if reconstruction:
-                recon[h].add(xs.cpu(), z.cpu(), sae.decode(z).cpu())
+                recon[h].add(xs, z, sae.decode(z))
             z = z.cpu()
             sides[h][0].add(z[is_forget])
             sides[h][1].add(z[~is_forget])
