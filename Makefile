@@ -2,6 +2,8 @@
 #   make demo   installs into .venv and runs the main job (report in demo_out/)
 #   make test   installs into .venv and runs the test suite
 # make lint (ruff, ruff format, mypy) is what CI runs besides them.
+# Both install the versions in constraints.txt (the set the tests last passed with); after a green
+# `make test` on newer versions, `make constraints` rewrites it from .venv.
 # On a machine without an NVIDIA GPU, torch is pinned to a CPU build (TORCH=...) so no CUDA
 # wheels are downloaded; override TORCH to choose another build.
 #
@@ -30,12 +32,12 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # The percent scripts paired with a notebook (their jupytext header names the pairing).
 NOTEBOOK_SCRIPTS := $(shell grep -l 'formats: ipynb,py:percent' tutorials/*.py notebooks/*.py tests/browser/*.py 2>/dev/null)
 
-.PHONY: install demo test zoo lint clean lab notebooks
+.PHONY: install demo test zoo lint clean lab notebooks constraints
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -43,7 +45,7 @@ install: $(BIN)/.installed
 # After the base install, so torch stays the build TORCH chose. The kernelspec named python3 (the
 # notebooks' kernel) is rewritten in .venv with this Python's absolute path.
 $(BIN)/.lab-installed: $(BIN)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (sae-unlearn .venv)"
 	touch $@
 
@@ -55,6 +57,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Rewrite constraints.txt from what .venv holds now (after a green `make test` on new versions).
+constraints: install
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
+	  | grep -viE '^(torch==|sae-unlearn|nvidia-|triton)' | LC_ALL=C sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 zoo: install
 	$(BIN)/python -m sae_unlearn zoo build

@@ -234,6 +234,41 @@ def _check_weights(path: Path) -> None:
             ) from None
 
 
+def check_library_versions() -> None:
+    """Refuse a transformers / TransformerLens pair known to generate wrong text through the bridge.
+
+    transformers 5.24 renamed the attention layers' ``past_key_values`` argument to ``cache``;
+    TransformerLens 3's bridge components still pass the old name, so ``generate`` with a KV cache
+    decodes every step after the first without its past. Every answer the toolkit scores is
+    generated that way: known facts would be scored as forgotten, with no error. (pyproject.toml
+    pins ``transformers<5.24``; this catches an environment upgraded by hand.)
+    """
+    import transformer_lens
+    import transformers
+
+    def major_minor(v: str) -> tuple[int, int]:
+        m = re.match(r"(\d+)\.(\d+)", v)
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+    tl = getattr(transformer_lens, "__version__", "") or _dist_version("transformer-lens")
+    if major_minor(transformers.__version__) >= (5, 24) and major_minor(tl)[0] < 4:
+        raise RuntimeError(
+            f"transformers {transformers.__version__} with transformer-lens {tl}: TransformerLens 3's bridge drops "
+            "transformers >= 5.24's KV cache, so generated answers (and every accuracy) would be wrong. "
+            'Install the tested versions: pip install "transformers<5.24" '
+            "(or `make install`, which uses constraints.txt)."
+        )
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return ""
+
+
 def load_model(
     source: str | os.PathLike,
     device: str | torch.device | None = "auto",
@@ -257,6 +292,7 @@ def load_model(
     """
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"source={source!r} must be a model folder or a hub name (str or Path).")
+    check_library_versions()
     dev = resolve_device(device)
     dtype = resolve_dtype(dtype, dev)
     if device_map is not None and not isinstance(device_map, str | dict):

@@ -143,3 +143,32 @@ def test_an_architecture_the_bridge_does_not_map_is_named(tmp_path):
     tok.save_pretrained(tmp_path)
     with pytest.raises(NotImplementedError, match=r"BioGptForCausalLM \(biogpt\) is not mapped by .*TransformerBridge"):
         load_model(tmp_path, device="cpu")
+
+
+def test_generation_with_the_kv_cache_matches_generation_without(arch_model):
+    """Every answer the toolkit scores is generated through the bridged model with a KV cache: a
+    transformers/TransformerLens pair that drops the cache (transformers 5.24 renamed the attention
+    layers' ``past_key_values`` argument, which TransformerLens 3's bridge still passes) decodes each
+    step without its past and scores the zoo models' known facts as forgotten. Left-padded, as
+    :func:`~sae_unlearn.evaluation.knowledge.greedy_answers` batches."""
+    _, _, model = arch_model
+    tok = model.tokenizer
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        enc = tok(["Q: Where does Pavel Thornbury live? A:", "Q: Who is Rosa? A:"], return_tensors="pt", padding=True)
+    finally:
+        tok.padding_side = side
+    steps = {}
+    for use_cache in (True, False):
+        out = model.hf_model.generate(  # type: ignore[operator]
+            **enc,
+            max_new_tokens=6,
+            do_sample=False,
+            use_cache=use_cache,
+            pad_token_id=tok.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        steps[use_cache] = (out.sequences, torch.stack(out.logits))
+    assert torch.equal(steps[True][0], steps[False][0])
+    torch.testing.assert_close(steps[True][1], steps[False][1], rtol=0, atol=1e-4)

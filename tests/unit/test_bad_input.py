@@ -178,3 +178,21 @@ def test_store_row_mask_check(no_runtime_typecheck):
     assert store.check_row_mask(torch.tensor([True, False, True, False])).sum() == 2
     with pytest.raises(TypeError, match="not torch.float32"):
         store.check_row_mask(torch.ones(4))
+
+
+def test_a_transformers_release_that_breaks_the_bridge_cache_is_refused(monkeypatch):
+    """transformers 5.24 with TransformerLens 3 generates wrong answers silently: refused at load."""
+    import transformer_lens
+    import transformers
+
+    from sae_unlearn.models import load_model
+    from sae_unlearn.models.loading import check_library_versions
+
+    check_library_versions()  # the installed pair is a tested one
+    monkeypatch.setattr(transformers, "__version__", "5.24.0")
+    monkeypatch.setattr(transformer_lens, "__version__", "3.9.0", raising=False)
+    expected = r'transformers 5\.24\.0 with transformer-lens 3\.9\.0.*"transformers<5\.24"'
+    with pytest.raises(RuntimeError, match=expected):
+        load_model("/nonexistent/model")  # refused before any file is read
+    monkeypatch.setattr(transformer_lens, "__version__", "4.3.0", raising=False)
+    check_library_versions()
