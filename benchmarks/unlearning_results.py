@@ -1,12 +1,14 @@
-"""Original vs retain oracle vs RMU vs SSPU, side by side in one run, on every zoo model.
+"""Original vs retain oracle vs every registered unlearning method, side by side in one run.
 
-    python benchmarks/unlearning_results.py [--models secrets tofu-mini secrets-gpt2 secrets-gemma2] [--timing-steps 40]
+    python benchmarks/unlearning_results.py [--models secrets tofu-mini secrets-gpt2 secrets-gemma2]
+        [--methods rmu sspu ...] [--timing-steps 40]
 
-For each zoo model: the SAE stage (capture, SAEs, selection, subspaces), then RMU and SSPU with
-the same trainer, data, parameters and budget (``sae_unlearn.pipeline.DEFAULT_UNLEARNING``), each
-on a fresh copy. Reports forget/retain accuracy (secrets: exact attribute in the greedy answer;
-tofu-mini: share of answers with ROUGE-L recall ≥ 0.5), ROUGE-L recall and mean normalised answer
-probability; then the optimisation step time of SSPU over RMU, timed in alternating runs.
+For each zoo model: the SAE stage (capture, SAEs, selection, subspaces), then each method (default:
+every registered one) with the same trainer, data, parameters and budget (each method's config
+defaults: ``sae_unlearn.unlearning``), each on a fresh copy. Reports forget/retain accuracy
+(secrets: exact attribute in the greedy answer; tofu-mini: share of answers with ROUGE-L recall
+≥ 0.5), ROUGE-L recall and mean normalised answer probability; then each method's optimisation
+step time over RMU's, timed in alternating runs.
 Prints markdown tables (pasted into benchmarks/README.md).
 """
 
@@ -18,8 +20,9 @@ import tempfile
 
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
-from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline_data, sae_stage, unlearn
+from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
+from sae_unlearn.unlearning import METHODS, get_method, method_label
 
 COLS = [
     "forget_accuracy",
@@ -35,8 +38,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(ZOO))
     parser.add_argument("--timing-steps", type=int, default=40, help="steps per timing run (3 alternating runs each)")
+    parser.add_argument(
+        "--methods", nargs="+", default=["rmu", "sspu"] + [m for m in METHODS if m not in ("rmu", "sspu")]
+    )
     args = parser.parse_args()
-    print("settings:", DEFAULT_UNLEARNING)
+    if "rmu" not in args.methods:
+        parser.error("--methods must include rmu (step times are relative to it)")
+    for m in args.methods:
+        print(f"{m} settings:", get_method(m).config_class().to_dict())
     rows, timing = [], {}
     for name in args.models:
         data = pipeline_data(name)
@@ -48,15 +57,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
         note = f"layer {stage.selection.layer}, rank {stage.subspaces.relevant.rank}/{stage.subspaces.irrelevant.rank}"
-        for method in ("rmu", "sspu"):
+        for method in args.methods:
             m, result = unlearn(method, model_dir, data, stage, device="cpu", progress=False)
             extra = f"residual {result.extra['out_of_subspace_residual']:.1e}" if method == "sspu" else ""
             if result.stopped_early:
                 extra += " (guard stopped)"
-            rows.append((name, method.upper(), knowledge_metrics(m, data.split), f"{note} {extra}".strip()))
-        step = {"rmu": [], "sspu": []}
+            rows.append((name, method_label(method), knowledge_metrics(m, data.split), f"{note} {extra}".strip()))
+        step: dict[str, list[float]] = {m: [] for m in args.methods}
         for r in range(3):
-            for method in ("rmu", "sspu") if r % 2 == 0 else ("sspu", "rmu"):
+            for method in args.methods if r % 2 == 0 else args.methods[::-1]:
                 _, result = unlearn(
                     method,
                     model_dir,
@@ -76,10 +85,13 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, variant, m, note in rows:
         print(f"| {name} | {variant} | " + " | ".join(f"{m[c]:.3f}" for c in COLS) + f" | {note} |")
-    print("\n| model | RMU s/step | SSPU s/step | SSPU / RMU |")
-    print("| --- | --- | --- | --- |")
+    print(
+        "\n| model | RMU s/step | " + " | ".join(f"{method_label(m)} / RMU" for m in args.methods if m != "rmu") + " |"
+    )
+    print("| --- | --- | " + " | ".join("---" for m in args.methods if m != "rmu") + " |")
+    others = [m for m in args.methods if m != "rmu"]
     for name, t in timing.items():
-        print(f"| {name} | {t['rmu']:.4f} | {t['sspu']:.4f} | {t['sspu'] / t['rmu']:.2f} |")
+        print(f"| {name} | {t['rmu']:.4f} | " + " | ".join(f"{t[m] / t['rmu']:.2f}" for m in others) + " |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/verification_results.py [--models secrets tofu-mini secrets-gpt2 secrets-gemma2] [--out DIR]
 
 For each zoo model: the SAE stage and RMU / SSPU unlearning exactly as in
-``benchmarks/unlearning_results.py`` (``sae_unlearn.pipeline.DEFAULT_UNLEARNING``), then
+``benchmarks/unlearning_results.py`` (each method's config defaults), then
 ``sae_unlearn.verification.verify`` (default ``VerifyConfig``) of every variant against the
 retain oracle's measurements (computed once). Prints the markdown table pasted into
 benchmarks/README.md; with ``--out`` every report is saved (JSON, Markdown, figures).

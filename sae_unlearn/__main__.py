@@ -24,7 +24,9 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
+        if str(f.type) == "list[str]":
+            parser.add_argument(flag, nargs="+", default=f.default_factory(), help=docs.get(f.name))  # type: ignore[operator]
+        elif f.type in (bool, "bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
         else:
             typ = {"int": int, "float": float, "str": str}.get(str(f.type).removesuffix(" | None"), str)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sae_lens import SAE
@@ -24,12 +24,12 @@ from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.export import export_model
 from sae_unlearn.models import HookedModel, load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
-from sae_unlearn.pipeline import DEFAULT_UNLEARNING, knowledge_metrics, pipeline_data, sae_stage, unlearn
+from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_id, encode_batched, load_saes
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.selection import SCORERS, top_activating_contexts
 from sae_unlearn.selection.latents import Scorer
-from sae_unlearn.unlearning import UnlearningConfig
+from sae_unlearn.unlearning import TrainConfig, get_method, method_label
 from sae_unlearn.utils import DictConfig, renamed_keyword, resolve_device, resolve_dtype, run_environment
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 from sae_unlearn.viz import plot_latent_firing, plot_layer_scores, plot_norms_per_layer, plot_principal_angles
@@ -57,8 +57,11 @@ class DemoConfig(DictConfig):
     """Latent scorer: frequency_ratio, mean_diff or squared_mean_ratio."""
     sae_training_samples: int = 200_000
     """Tokens each SAE is trained on."""
-    steps: int = int(DEFAULT_UNLEARNING["steps"])
-    """Unlearning optimiser steps (SSPU and RMU alike)."""
+    steps: int = TrainConfig.steps
+    """Unlearning optimiser steps (every method alike)."""
+    methods: list[str] = field(default_factory=lambda: ["rmu", "sspu"])
+    """Registered unlearning methods to run, each on a fresh copy (must include rmu and sspu: the
+    demo exports SSPU and times every method against RMU)."""
     progress: bool = True
     """Show progress bars."""
     saes: str = ""
@@ -93,15 +96,24 @@ class DemoConfig(DictConfig):
             d_sae = fit.expansion_factor * ZOO[self.model].arch.d_model
             if not 1 <= self.n_latents <= d_sae:
                 raise ValueError(f"n_latents={self.n_latents} must be in [1, d_sae={d_sae}] (the SAEs' width).")
-        UnlearningConfig.from_dict(self.unlearning_settings())  # steps and the rest, checked now
+        if isinstance(self.methods, str):
+            raise TypeError(f"methods={self.methods!r} is one string; pass a list, e.g. methods=[{self.methods!r}].")
+        for name in self.methods:
+            get_method(name).from_settings({**self.unlearning_settings(), "hook": "blocks.0.hook_resid_post"})
+        missing = [m for m in ("rmu", "sspu") if m not in self.methods]
+        if missing or len(set(self.methods)) != len(self.methods):
+            raise ValueError(
+                f"methods={self.methods!r} must list each method once and include {missing or ['rmu', 'sspu']} "
+                "(the demo exports SSPU and times every method against RMU)."
+            )
 
     def sae_fit_config(self) -> SAEFitConfig:
         """The SAE settings of the demo."""
         return SAEFitConfig(training_samples=self.sae_training_samples, device=self.device)
 
     def unlearning_settings(self) -> dict:
-        """The unlearning settings shared by SSPU and RMU (the hook is added once selected)."""
-        return {**DEFAULT_UNLEARNING, "steps": self.steps}
+        """The settings every method gets over its config's defaults (the hook is added once selected)."""
+        return {"steps": self.steps}
 
     def to_dict(self) -> dict:
         d = super().to_dict()
@@ -177,7 +189,7 @@ def run_demo(config: DemoConfig) -> dict:
     settings = config.unlearning_settings()
     report["unlearning"] = {"settings": {**settings, "hook": stage.selection.hook}}
     unlearned = {}
-    for method in ("rmu", "sspu"):
+    for method in config.methods:
         m, result = unlearn(
             method,
             model_dir,
@@ -198,8 +210,11 @@ def run_demo(config: DemoConfig) -> dict:
             **{k: v for k, v in result.extra.items() if not isinstance(v, dict)},
         }
         unlearned[method] = (m, result, metrics)
-    rmu_t, sspu_t = (report["unlearning"][m]["mean_step_seconds"] for m in ("rmu", "sspu"))
-    report["unlearning"]["sspu_over_rmu_step_time"] = sspu_t / rmu_t if rmu_t else None
+    rmu_t = report["unlearning"]["rmu"]["mean_step_seconds"]
+    for method in config.methods:
+        t_m = report["unlearning"][method]["mean_step_seconds"]
+        report["unlearning"][method]["step_time_over_rmu"] = t_m / rmu_t if rmu_t else None
+    report["unlearning"]["sspu_over_rmu_step_time"] = report["unlearning"]["sspu"]["step_time_over_rmu"]
     timing["unlearning_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -252,7 +267,7 @@ def _verification(oracle, models: dict, out: Path, config: DemoConfig) -> dict:
     oracle_m = measure(oracle, vdata, vconfig)
     section: dict = {"config": vconfig.to_dict()}
     for method, model in models.items():
-        report = verify(model, vdata, oracle_m, vconfig, name=method.upper())
+        report = verify(model, vdata, oracle_m, vconfig, name=method_label(method))
         path = report.save(out / "verification" / method)
         section[method] = report.summary() | {"reasons": report.reasons, "report": str(path)}
     return section
@@ -381,12 +396,9 @@ def format_report(report: dict) -> str:
     if "unlearning" in report:
         u = report["unlearning"]
         lines.append("  unlearning        forget acc  retain acc  forget P(ans)  retain P(ans)")
-        rows = [
-            ("original", report["model"]),
-            ("retain oracle", report["oracle"]),
-            ("RMU", u["rmu"]),
-            ("SSPU", u["sspu"]),
-        ]
+        methods = report["config"].get("methods", ["rmu", "sspu"])
+        rows = [("original", report["model"]), ("retain oracle", report["oracle"])]
+        rows += [(method_label(m), u[m]) for m in methods]
         for name, r in rows:
             lines.append(
                 f"  {name:16s} {r['forget_accuracy']:10.3f}  {r['retain_accuracy']:10.3f}  "
@@ -402,11 +414,11 @@ def format_report(report: dict) -> str:
         )
     if "verification" in report:
         lines.append("  verification      verdict        forget quality  relearn acc  probe acc  int4 acc")
-        for method in ("rmu", "sspu"):
+        for method in report["config"].get("methods", ["rmu", "sspu"]):
             v = report["verification"][method]
             probe = "n/a" if v["probe_accuracy"] is None else f"{v['probe_accuracy']:.3f}"
             lines.append(
-                f"  {method.upper():16s} {v['verdict']:14s} {v['forget_quality']:14.3g}  "
+                f"  {method_label(method):16s} {v['verdict']:14s} {v['forget_quality']:14.3g}  "
                 f"{v['relearn_forget_accuracy']:11.3f}  {probe:>9s}  {v['quantization'].get('int4', float('nan')):8.3f}"
             )
             lines.append(f"    {v['reasons'][-1]}")

@@ -34,9 +34,6 @@ from sae_unlearn.unlearning import UnlearningMethod, UnlearningResult, get_metho
 from sae_unlearn.unlearning.base import EDIT_DEPTH
 from sae_unlearn.utils import check_forget_retain, renamed_keyword
 
-#: Unlearning settings used by the demo and the results table (same budget for every method).
-DEFAULT_UNLEARNING = {"steps": 250, "lr": 5e-3, "steering_scale": 2.0, "alpha": 10.0, "batch_size": 16}
-
 
 @dataclass
 class PipelineData:
@@ -245,9 +242,15 @@ def load_method(
     dtype: str | torch.dtype = "float32",
 ) -> tuple[HookedModel, UnlearningMethod]:
     """A fresh copy of the model from ``model_dir`` (in ``dtype``) and a registered method configured
-    from the stage: ``DEFAULT_UNLEARNING`` updated by ``settings``, at the selected layer's hook."""
-    kwargs = {**DEFAULT_UNLEARNING, **(settings or {}), "hook": stage.selection.hook}
-    return load_model(model_dir, device=device, dtype=dtype), get_method(method).from_stage(stage, kwargs)
+    from the stage: the method's config defaults updated by ``settings``, at the selected layer's hook.
+
+    The method and its settings are checked before the model is loaded: an unknown method or
+    setting fails at once with the close match.
+    """
+    if "hook" in (settings or {}):
+        raise ValueError("settings['hook']: the hook is the selected layer's (stage.selection.hook); leave it out.")
+    m = get_method(method).from_stage(stage, {**(settings or {}), "hook": stage.selection.hook})
+    return load_model(model_dir, device=device, dtype=dtype), m
 
 
 def unlearn(

@@ -7,6 +7,7 @@ pure function or a context manager that restores what it changed.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import math
@@ -15,7 +16,7 @@ import random
 import types
 import typing
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,23 @@ class DictConfig:
     def from_dict(cls, d: dict):  # noqa: ANN206 - returns an instance of the subclass
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_settings(cls, d: Mapping[str, Any], what: str = ""):  # noqa: ANN206 - an instance of the subclass
+        """Like :meth:`from_dict`, for settings a person typed: an unknown key raises ``ValueError``
+        naming it, the closest valid key and all of them (``{"setps": 10}`` must not silently run
+        the default number of steps)."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"{what or cls.__name__} settings={d!r} must be a dict of settings.")
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        for key in d:
+            if key not in names:
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else "."
+                raise ValueError(
+                    f"unknown setting {key!r} for {what or cls.__name__}{hint} Valid settings: {', '.join(names)}."
+                )
+        return cls(**dict(d))
 
 
 def _matches(value: Any, hint: Any) -> bool | None:

@@ -18,7 +18,8 @@
 #
 # SSPU steers the forget people's activations into the irrelevant subspace while every weight update is confined to the
 # relevant subspace; RMU, the baseline, steers them to a random vector with unconstrained updates. Both get the same
-# trainer, data and budget. The result is exported as an ordinary Hugging Face model with an unlearning card.
+# trainer, data and budget, as does every other registered method (below: NPO). The result is exported as an ordinary
+# Hugging Face model with an unlearning card.
 
 # %% tags=["parameters"]
 # Parameters (CI runs this notebook with these values)
@@ -72,6 +73,22 @@ monitor = UnlearningMonitor(
     eval_every=max(1, STEPS // 4),
 )
 monitor.run()  # what the Run button does
+monitor
+
+# %% [markdown]
+# ## Any registered method, on the same plot
+# The menu lists every registered method: SSPU and RMU, the output-level baselines every unlearning paper compares
+# against (GradAscent, GradDiff, NPO, SimNPO, IdkDPO), and any method registered in this kernel with `@register`.
+# Run another one: the previous run's accuracy curves stay on the right panel, dashed.
+
+# %%
+from sae_unlearn.unlearning import METHODS, method_label
+
+for name, cls in METHODS.items():
+    print(f"{name:12s} {method_label(name):10s} {cls.description}")
+monitor.method.value = "npo"  # or pick it in the menu
+monitor.steps.value = max(1, STEPS // 2)
+monitor.run()
 monitor
 
 # %% [markdown]

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.training import LMTrainConfig
-from sae_unlearn.pipeline import DEFAULT_UNLEARNING
 from sae_unlearn.saes import check_pretrained_id
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.selection.layers import LayerRule
@@ -277,7 +276,7 @@ class Recipe(DictConfig):
     """Seed of data sampling (and the method's, unless ``[unlearning]`` sets one)."""
     selection: SelectionSpec = field(default_factory=SelectionSpec)
     unlearning: dict = field(default_factory=dict)
-    """The method's settings over ``DEFAULT_UNLEARNING`` (the hook is chosen by the selection)."""
+    """The method's settings over its config's defaults (the hook is chosen by the selection)."""
     teach: LMTrainConfig | None = None
     """Fine-tune on every forget and retain text first (a model that never saw the facts)."""
     eval: EvalSpec = field(default_factory=EvalSpec)
@@ -296,7 +295,7 @@ class Recipe(DictConfig):
             )
         config_class = get_method(self.method).config_class
         self.unlearning = _as_floats(config_class, self.unlearning)
-        allowed = [f.name for f in fields(config_class)]
+        allowed = [f.name for f in fields(config_class)]  # type: ignore[arg-type]
         for key in self.unlearning:
             if key == "hook":
                 raise ValueError("[unlearning] hook: the hook is chosen by the selection among the SAEs' hooks.")
@@ -306,8 +305,8 @@ class Recipe(DictConfig):
         config_class.from_dict(self.settings())  # types and ranges, now
 
     def settings(self) -> dict:
-        """The method's settings: ``DEFAULT_UNLEARNING``, the recipe's seed, then ``[unlearning]``."""
-        return {**DEFAULT_UNLEARNING, "seed": self.seed, **self.unlearning}
+        """The method's settings over its config's defaults: the recipe's seed, then ``[unlearning]``."""
+        return {"seed": self.seed, **self.unlearning}
 
     def out_dir(self, out_dir: str | os.PathLike | None = None) -> Path:
         return Path(out_dir or self.out or f"runs/{self.name}").expanduser()

@@ -1,19 +1,59 @@
-"""Unlearning methods behind one interface: SSPU (the method), RMU (the baseline)."""
+"""Unlearning methods behind one interface and one trainer, looked up by name in a registry.
 
-from sae_unlearn.unlearning.base import UnlearningConfig, UnlearningMethod, UnlearningResult, default_params
-from sae_unlearn.unlearning.registry import METHODS, get_method
+Built in: SSPU (the method), RMU (the baseline SSPU must beat), and the output-level baselines
+GradAscent, GradDiff, NPO, SimNPO and IdkDPO. Importing this package registers them.
+"""
+
+from sae_unlearn.unlearning.base import (
+    TrainConfig,
+    UnlearningConfig,
+    UnlearningMethod,
+    UnlearningResult,
+    default_params,
+)
+from sae_unlearn.unlearning.gradient import (
+    NPO,
+    GradAscent,
+    GradAscentConfig,
+    GradDiff,
+    GradDiffConfig,
+    NPOConfig,
+    SimNPO,
+    SimNPOConfig,
+)
+from sae_unlearn.unlearning.idkdpo import IdkDPO, IdkDPOConfig
+from sae_unlearn.unlearning.registry import METHODS, get_method, method_label, register
 from sae_unlearn.unlearning.rmu import RMU
 from sae_unlearn.unlearning.sspu import SSPU, SSPUConfig, out_of_subspace_residual
+from sae_unlearn.unlearning.steering import SteeringMethod
+from sae_unlearn.unlearning.trainer import GradientMethod, TrainRun, train
 
 __all__ = [
     "METHODS",
+    "NPO",
     "RMU",
     "SSPU",
+    "GradAscent",
+    "GradAscentConfig",
+    "GradDiff",
+    "GradDiffConfig",
+    "GradientMethod",
+    "IdkDPO",
+    "IdkDPOConfig",
+    "NPOConfig",
     "SSPUConfig",
+    "SimNPO",
+    "SimNPOConfig",
+    "SteeringMethod",
+    "TrainConfig",
+    "TrainRun",
     "UnlearningConfig",
     "UnlearningMethod",
     "UnlearningResult",
     "default_params",
     "get_method",
+    "method_label",
     "out_of_subspace_residual",
+    "register",
+    "train",
 ]

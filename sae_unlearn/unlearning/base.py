@@ -1,24 +1,17 @@
-"""The shared machinery of activation-steering unlearning methods (RMU, SSPU, …).
+"""The interface every unlearning method implements, and the pieces methods share.
 
-A method implements :class:`UnlearningMethod`: given a model, forget and retain texts and a
-config, it edits the model's weights in place and returns an :class:`UnlearningResult`. The
-RMU-style methods share :func:`steering_train`: forget activations at one hook are pushed toward
-a control vector, retain activations are held at the frozen model's values, and only the chosen
-matrices are updated (a method may transform their gradients, e.g. SSPU's subspace projection).
-The loop stops with a clear error on a non-finite loss and restores the best weights when retain
-quality collapses (the guard).
-
-Precision: the model runs in its own dtype (float32, bfloat16 or float16); the trained matrices
-keep float32 master copies, on which the optimiser (AdamW, so its state is float32 too), the
-gradient transform and the constraint work; after every step the masters are cast into the
-model. For a float32 model this is the same arithmetic as updating the weights in place.
+A method (:class:`UnlearningMethod`) takes a model, forget and retain texts and its config, edits
+the model in place and returns an :class:`UnlearningResult`. Gradient methods (RMU, SSPU, gradient
+ascent, NPO, …) subclass :class:`~sae_unlearn.unlearning.trainer.GradientMethod` and are trained by
+the one trainer in :mod:`sae_unlearn.unlearning.trainer`. Every config subclasses
+:class:`TrainConfig`, whose field defaults are the toolkit's one set of defaults (the demo, the
+benchmarks, the recipes and the widgets start from them); settings a person types go through
+:meth:`~sae_unlearn.utils.DictConfig.from_settings`, which rejects unknown keys with the close match.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,43 +19,36 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from sae_unlearn.capture.capture import forward_to_hooks
 from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.loading import HookedModel, TokenBatch
 from sae_unlearn.models.weights import writer_weight
-from sae_unlearn.utils import DictConfig, as_text_list, check_forget_retain, seeded_generator
+from sae_unlearn.utils import DictConfig, as_text_list, seeded_generator
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class UnlearningConfig(DictConfig):
-    """Settings shared by the activation-steering methods (same budget for every method)."""
+class TrainConfig(DictConfig):
+    """What every gradient method shares: where, what, how long, how fast (same budget for all)."""
 
     hook: str = ""
-    """Where forget activations are steered (SSPU: the selected layer's ``hook_resid_post``)."""
+    """The selected layer's hook: where steering methods act, and what places the default edit."""
     params: list[str] | None = None
-    """HF parameter names to update; default: ``mlp.down_proj`` of the hook's layer and the two before it."""
-    steps: int = 150
+    """HF parameter names to update; default: the MLP output matrices of the hook's layer and the two before it."""
+    steps: int = 250
     """Optimiser steps."""
-    lr: float = 1e-3
+    lr: float = 5e-3
     """AdamW learning rate of the updated matrices."""
     batch_size: int = 16
     """Forget texts and retain texts per step (each)."""
-    alpha: float = 10.0
-    """Weight of the retain loss (MSE to the frozen model's activations)."""
-    steering_coef: float | None = None
-    """Norm of the control vector; ``None``: ``steering_scale`` × mean forget activation norm at the hook."""
-    steering_scale: float = 2.0
-    """Used when ``steering_coef`` is ``None`` (RMU uses 6.5 on zephyr-7b; norms differ per model)."""
     guard_every: int = 25
     """Check retain quality every this many steps (0 = never)."""
     guard_tolerance: float = 0.5
     """Stop and restore the best weights when retain next-token loss rises by more than this (nats)."""
     seed: int = 0
-    """Seed of the control vector and the data order."""
+    """Seed of the data order (and of a steering method's control vector)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.params, str):
@@ -73,15 +59,32 @@ class UnlearningConfig(DictConfig):
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
         if self.lr <= 0:
             raise ValueError(f"lr={self.lr} must be > 0.")
-        if self.alpha < 0:
-            raise ValueError(f"alpha={self.alpha} (the retain loss weight) must be >= 0.")
-        for name in ("steering_scale", "guard_tolerance"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0.")
-        if self.steering_coef is not None and self.steering_coef <= 0:
-            raise ValueError(f"steering_coef={self.steering_coef} must be > 0 (or None: scaled to the layer).")
+        if self.guard_tolerance <= 0:
+            raise ValueError(f"guard_tolerance={self.guard_tolerance} must be > 0.")
         if self.guard_every < 0:
             raise ValueError(f"guard_every={self.guard_every} must be >= 0 (0 = no guard).")
+
+
+@dataclass
+class UnlearningConfig(TrainConfig):
+    """The activation-steering methods' settings (RMU; SSPU adds its own): the shared ones plus the
+    steering target and the retain weight."""
+
+    alpha: float = 10.0
+    """Weight of the retain loss (MSE to the frozen model's activations)."""
+    steering_coef: float | None = None
+    """Norm of the control vector; ``None``: ``steering_scale`` × mean forget activation norm at the hook."""
+    steering_scale: float = 2.0
+    """Used when ``steering_coef`` is ``None`` (RMU uses 6.5 on zephyr-7b; norms differ per model)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.alpha < 0:
+            raise ValueError(f"alpha={self.alpha} (the retain loss weight) must be >= 0.")
+        if self.steering_scale <= 0:
+            raise ValueError(f"steering_scale={self.steering_scale} must be > 0.")
+        if self.steering_coef is not None and self.steering_coef <= 0:
+            raise ValueError(f"steering_coef={self.steering_coef} must be > 0 (or None: scaled to the layer).")
 
 
 @dataclass
@@ -94,6 +97,7 @@ class UnlearningResult:
     """Per logged step: losses (and guard checks)."""
     params: list[str] = field(default_factory=list)
     steering_coef: float = 0.0
+    """Norm of the control vector (steering methods; 0 for the others)."""
     stopped_early: str | None = None
     """Why the guard stopped the run (``None`` if it ran to the end)."""
     seconds: float = 0.0
@@ -167,181 +171,40 @@ def make_batches(model: HookedModel, texts: Sequence[str], batch_size: int, seed
     return [model.tokenize([texts[i] for i in order[s : s + batch_size]]) for s in range(0, len(texts), batch_size)]
 
 
-GradTransform = Callable[[str, Tensor], Tensor]
-
-
-def steering_train(
-    model: HookedModel,
-    forget_texts: Sequence[str],
-    retain_texts: Sequence[str],
-    config: UnlearningConfig,
-    control: Float[Tensor, " d_model"],
-    method: str,
-    grad_transform: GradTransform | None = None,
-    regulariser: Callable[[dict[str, Tensor]], Tensor] | None = None,
-    constrain: Callable[[str, Tensor, Tensor, Tensor], Tensor] | None = None,
-    progress: bool = True,
-    on_step: Callable[[dict], None] | None = None,
-) -> UnlearningResult:
-    """The RMU-style loop: forget activations → ``control``, retain activations → frozen values.
-
-    Args:
-        model: edited in place (only ``config.params`` change).
-        forget_texts, retain_texts: the data.
-        config: shared settings (``config.hook`` must be set).
-        control: the control vector forget activations are steered to.
-        method: name recorded in the result.
-        grad_transform: ``(param_name, grad) -> grad`` applied before each optimiser step.
-        regulariser: extra loss on the updated parameters (given ``{name: W - W0}``).
-        constrain: ``(name, new, before_step, initial) -> allowed`` applied to each updated
-            parameter after every optimiser step (SSPU's subspace constraint).
-        on_step: called with each step's log row (for live monitors).
-    """
-    forget_texts, retain_texts = check_forget_retain(forget_texts, retain_texts)
-    model.validate_hooks([config.hook])
-    names = config.params or default_params(model, config.hook)
-    params = resolve_params(model, names)
-    initial = {n: p.detach().clone() for n, p in params.items()}
-    all_params = list(model.hf_model.parameters())
-    req = [p.requires_grad for p in all_params]
-    forget_batches = make_batches(model, forget_texts, config.batch_size, config.seed)
-    retain_batches = make_batches(model, retain_texts, config.batch_size, config.seed + 1)
-    with torch.no_grad():  # the frozen model's retain activations, computed once before any update
-        frozen = [activations_with_grad(model, b, config.hook).detach() for b in retain_batches]
-    guard_batches = retain_batches[: max(1, min(4, len(retain_batches)))]
-    start_loss = best_loss = retain_lm_loss(model, guard_batches)
-    best_state = {n: p.detach().clone() for n, p in params.items()}
-    control = control.to(model.device)
-    result = UnlearningResult(
-        method=method, config=config.to_dict(), params=list(names), steering_coef=float(control.norm())
-    )
-    # float32 master copies of the trained matrices: the optimiser, the gradient transform and the
-    # constraint work on them, and each step's result is cast into the model's dtype (bfloat16's
-    # 8-bit mantissa would round away Adam's small steps, and SSPU's projection is float32).
-    master = {n: p.detach().float().clone().requires_grad_(True) for n, p in params.items()}
-    initial32 = {n: w.detach().clone() for n, w in master.items()}
-    opt = torch.optim.AdamW(list(master.values()), lr=config.lr, weight_decay=0.0)
-    gen = seeded_generator(config.seed + 2)
-    step_times: list[float] = []
-    t_start = time.perf_counter()
-    try:
-        for p in all_params:
-            p.requires_grad_(False)
-        for p in params.values():
-            p.requires_grad_(True)
-        model.hf_model.train(False)
-        bar = tqdm(range(config.steps), desc=f"unlearning ({method})", disable=not progress)
-        for step in bar:
-            t0 = time.perf_counter()
-            fb = forget_batches[int(torch.randint(len(forget_batches), (1,), generator=gen))]
-            ri = int(torch.randint(len(retain_batches), (1,), generator=gen))
-            rb = retain_batches[ri]
-            fa = activations_with_grad(model, fb, config.hook)
-            ra = activations_with_grad(model, rb, config.hook)
-            forget_loss = masked_mse(fa, control, fb.attention_mask.to(fa.device))
-            retain_loss = masked_mse(ra, frozen[ri], rb.attention_mask.to(ra.device))
-            loss = forget_loss + config.alpha * retain_loss
-            reg = None
-            if regulariser is not None:
-                reg = regulariser({n: p - initial[n] for n, p in params.items()})
-                loss = loss + reg
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{method}: non-finite loss at step {step} (forget {float(forget_loss.detach()):.4g}, retain "
-                    f"{float(retain_loss.detach()):.4g}); lower lr={config.lr} or steering_coef. "
-                    "The model was restored."
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for n, p in params.items():
-                grad = None if p.grad is None else p.grad.float()
-                if grad is not None and grad_transform is not None:
-                    grad = grad_transform(n, grad)
-                master[n].grad, p.grad = grad, None
-            with torch.no_grad():
-                before = {n: w.detach().clone() for n, w in master.items()} if constrain is not None else {}
-                opt.step()
-                for n, p in params.items():
-                    if constrain is not None:
-                        master[n].copy_(constrain(n, master[n].detach(), before[n], initial32[n]))
-                    p.copy_(master[n])
-            step_times.append(time.perf_counter() - t0)
-            row = {
-                "step": step,
-                "loss": float(loss.detach()),
-                "forget_loss": float(forget_loss.detach()),
-                "retain_loss": float(retain_loss.detach()),
-            }
-            if reg is not None:
-                row["regulariser"] = float(reg.detach())
-            if config.guard_every and ((step + 1) % config.guard_every == 0 or step + 1 == config.steps):
-                lm = retain_lm_loss(model, guard_batches)
-                row["retain_lm_loss"] = lm
-                if lm < best_loss + 1e-9 or lm <= start_loss + config.guard_tolerance:
-                    best_loss = min(best_loss, lm)
-                    best_state = {n: p.detach().clone() for n, p in params.items()}
-                if lm > start_loss + config.guard_tolerance:
-                    result.stopped_early = (
-                        f"retain next-token loss rose from {start_loss:.3f} to {lm:.3f} at step {step + 1} "
-                        f"(tolerance {config.guard_tolerance}); restored the last weights within tolerance. "
-                        "Lower lr or steering, or raise alpha."
-                    )
-                    logger.warning("%s: %s", method, result.stopped_early)
-                    with torch.no_grad():
-                        for n, p in params.items():
-                            p.copy_(best_state[n])
-                    result.history.append(row)
-                    break
-            result.history.append(row)
-            if on_step is not None:
-                on_step(row)
-            bar.set_postfix(forget=f"{row['forget_loss']:.3g}", retain=f"{row['retain_loss']:.3g}")
-    except BaseException:
-        with torch.no_grad():  # never leave a half-updated model behind on error
-            for n, p in params.items():
-                p.copy_(initial[n])
-        raise
-    finally:
-        for p, r in zip(all_params, req, strict=True):
-            p.requires_grad_(r)
-        model.hf_model.eval()
-    result.seconds = time.perf_counter() - t_start
-    result.mean_step_seconds = sum(step_times[1:]) / max(1, len(step_times) - 1) if len(step_times) > 1 else 0.0
-    return result
-
-
-def default_steering_coef(model: HookedModel, forget_texts: Sequence[str], config: UnlearningConfig) -> float:
-    """``steering_scale`` × mean norm of the forget activations at the hook (or the fixed coefficient)."""
-    if config.steering_coef is not None:
-        return float(config.steering_coef)
-    with torch.no_grad():
-        norms = []
-        for b in make_batches(model, forget_texts, 64, config.seed)[:4]:
-            a = activations_with_grad(model, b, config.hook)
-            norms.append(a.norm(dim=-1)[b.attention_mask.bool().to(a.device)])
-    coef = config.steering_scale * float(torch.cat(norms).mean())
-    if not math.isfinite(coef):
-        raise FloatingPointError("mean forget activation norm is not finite; check the model.")
-    return coef
-
-
 class UnlearningMethod:
-    """The interface every unlearning method implements (RMU, SSPU, and later baselines)."""
+    """The interface every unlearning method implements.
+
+    ``name`` is its registry name (set by ``@register``), ``config_class`` its settings (a
+    :class:`TrainConfig` subclass for gradient methods), ``description`` one line for menus.
+    """
 
     name: str = ""
-    config_class: type[UnlearningConfig] = UnlearningConfig
+    config_class: type[DictConfig] = TrainConfig
+    description: str = ""
+    label: str = ""
+    """How tables name it (``"SSPU"``, ``"NPO"``); default: the name upper-cased."""
 
-    def __init__(self, config: UnlearningConfig | None = None):
-        self.config = config or self.config_class()
+    def __init__(self, config: DictConfig | None = None):
+        if config is not None and not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}; "
+                f"build it with {self.config_class.__name__}(...) or {type(self).__name__}.from_settings(dict)."
+            )
+        self.config = config if config is not None else self.config_class()
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> DictConfig:
+        """The method's config from typed settings; an unknown key fails with the close match."""
+        return cls.config_class.from_settings(settings, what=f"method {cls.name!r}")
 
     @classmethod
     def from_stage(cls, stage, settings: dict) -> UnlearningMethod:
         """Build the method from the pipeline's SAE stage (selection, subspaces, SAEs) and settings.
 
         Methods that need nothing from the stage (RMU, gradient ascent, …) ignore it; SSPU takes
-        its subspaces, SAE clamping would take the SAE and latents.
+        its subspaces, SAE clamping the SAE and latents. Unknown settings fail with the close match.
         """
-        return cls(cls.config_class.from_dict(settings))
+        return cls(cls.from_settings(settings))
 
     def apply(
         self,

@@ -1,19 +1,59 @@
-"""One registry of unlearning methods: notebooks, CLI and benchmarks look methods up by name.
+"""The registry of unlearning methods: the pipeline, demo, recipes, widgets and benchmarks list
+what it holds, so adding a method edits none of them.
 
-Registration is explicit (no import side effects): a new method is added to ``METHODS`` here.
+A method registers itself with the decorator, in its own module (the package imports its
+built-in methods once, in :mod:`sae_unlearn.unlearning`); a method from outside the package, a
+notebook or a test file, registers the same way::
+
+    @register("my_method")
+    class MyMethod(GradientMethod):
+        ...
 """
 
 from __future__ import annotations
 
-from sae_unlearn.unlearning.base import UnlearningMethod
-from sae_unlearn.unlearning.rmu import RMU
-from sae_unlearn.unlearning.sspu import SSPU
+import difflib
+from collections.abc import Callable
 
-METHODS: dict[str, type[UnlearningMethod]] = {"rmu": RMU, "sspu": SSPU}
+from sae_unlearn.unlearning.base import UnlearningMethod
+
+METHODS: dict[str, type[UnlearningMethod]] = {}
+"""Registered methods by name, in registration order."""
+
+
+def register(name: str, replace: bool = False) -> Callable[[type[UnlearningMethod]], type[UnlearningMethod]]:
+    """Class decorator: register an :class:`~sae_unlearn.unlearning.base.UnlearningMethod` under ``name``.
+
+    A name already taken by another class raises unless ``replace=True`` (re-running a notebook
+    cell that defines the same class replaces it quietly).
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+        raise ValueError(f"method name {name!r} must be a lower-case identifier, e.g. 'grad_ascent'.")
+
+    def decorate(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
+        if not (isinstance(cls, type) and issubclass(cls, UnlearningMethod)):
+            raise TypeError(f"@register({name!r}) decorates an UnlearningMethod subclass, not {cls!r}.")
+        old = METHODS.get(name)
+        same = old is not None and (old.__module__, old.__qualname__) == (cls.__module__, cls.__qualname__)
+        if old is not None and not (replace or same):
+            raise ValueError(f"method name {name!r} is taken by {old.__module__}.{old.__qualname__}; pick another.")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return decorate
 
 
 def get_method(name: str) -> type[UnlearningMethod]:
-    """The method class registered under ``name``."""
+    """The method class registered under ``name`` (an unknown name raises with the close match)."""
     if name not in METHODS:
-        raise KeyError(f"unknown unlearning method {name!r}; registered: {sorted(METHODS)}.")
+        close = difflib.get_close_matches(str(name), list(METHODS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown unlearning method {name!r}; registered: {', '.join(METHODS)}.{hint}")
     return METHODS[name]
+
+
+def method_label(name: str) -> str:
+    """How tables and plots name a registered method (its class's ``label``, else the name upper-cased)."""
+    cls = METHODS.get(name)
+    return (cls.label if cls is not None and cls.label else "") or name.upper()

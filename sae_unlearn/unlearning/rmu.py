@@ -9,20 +9,14 @@ SSPU must beat; it runs with the same trainer, data and budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from sae_unlearn.models.loading import HookedModel
-from sae_unlearn.unlearning.base import (
-    UnlearningMethod,
-    UnlearningResult,
-    default_steering_coef,
-    steering_train,
-)
-from sae_unlearn.utils import check_forget_retain, seeded_generator
+from sae_unlearn.unlearning.registry import register
+from sae_unlearn.unlearning.steering import SteeringMethod
+from sae_unlearn.utils import seeded_generator
 
 
 def rmu_control(d_model: int, coef: float, seed: int) -> Float[Tensor, " d_model"]:
@@ -31,22 +25,12 @@ def rmu_control(d_model: int, coef: float, seed: int) -> Float[Tensor, " d_model
     return coef * u / u.norm()
 
 
-class RMU(UnlearningMethod):
-    """RMU with the shared steering trainer."""
+@register("rmu")
+class RMU(SteeringMethod):
+    """RMU: steer forget activations to a random control vector."""
 
-    name = "rmu"
+    label = "RMU"
+    description = "RMU: forget activations steered to a random vector, retain activations held"
 
-    def apply(
-        self,
-        model: HookedModel,
-        forget_texts: Sequence[str],
-        retain_texts: Sequence[str],
-        progress: bool = True,
-        on_step: Callable[[dict], None] | None = None,
-    ) -> UnlearningResult:
-        forget_texts, retain_texts = check_forget_retain(forget_texts, retain_texts)
-        coef = default_steering_coef(model, forget_texts, self.config)
-        control = rmu_control(model.d_model, coef, self.config.seed)
-        return steering_train(
-            model, forget_texts, retain_texts, self.config, control, self.name, progress=progress, on_step=on_step
-        )
+    def control_vector(self, model: HookedModel, coef: float) -> Float[Tensor, " d_model"]:
+        return rmu_control(model.d_model, coef, self.config.seed)

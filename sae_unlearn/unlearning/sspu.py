@@ -18,7 +18,6 @@ this numerically afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,19 +25,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.models.loading import HookedModel, TokenBatch
 from sae_unlearn.models.weights import as_out_in, weight_layouts, writes_to_residual
 from sae_unlearn.subspaces import Subspace
-from sae_unlearn.unlearning.base import (
-    UnlearningConfig,
-    UnlearningMethod,
-    UnlearningResult,
-    default_params,
-    default_steering_coef,
-    resolve_params,
-    steering_train,
-)
-from sae_unlearn.utils import check_forget_retain, seeded_generator
+from sae_unlearn.unlearning.base import UnlearningConfig, UnlearningResult
+from sae_unlearn.unlearning.registry import register
+from sae_unlearn.unlearning.steering import SteeringMethod
+from sae_unlearn.unlearning.trainer import TrainRun
+from sae_unlearn.utils import seeded_generator
 
 
 @dataclass
@@ -84,12 +78,15 @@ def out_of_subspace_residual(delta: Float[Tensor, "d_model d_in"], relevant: Sub
     return float((d - project_output_side(d, relevant.basis.double())).norm()) / norm
 
 
-class SSPU(UnlearningMethod):
-    """SSPU with the shared steering trainer; needs the relevant and irrelevant subspaces."""
+@register("sspu")
+class SSPU(SteeringMethod):
+    """SSPU with the shared trainer; needs the relevant and irrelevant subspaces."""
 
-    name = "sspu"
+    label = "SSPU"
+    description = "SSPU: steering into the SAE-irrelevant subspace, updates inside the SAE-relevant one"
     config_class = SSPUConfig
     config: SSPUConfig
+    has_constraint = True
 
     def __init__(self, relevant: Subspace, irrelevant: Subspace, config: SSPUConfig | None = None):
         super().__init__(config or SSPUConfig())
@@ -106,80 +103,69 @@ class SSPU(UnlearningMethod):
     @classmethod
     def from_stage(cls, stage, settings: dict) -> SSPU:
         """SSPU at the stage's selected hook, with its relevant and irrelevant subspaces."""
-        return cls(stage.subspaces.relevant, stage.subspaces.irrelevant, SSPUConfig.from_dict(settings))
+        return cls(stage.subspaces.relevant, stage.subspaces.irrelevant, cls.from_settings(settings))  # type: ignore[arg-type]
 
-    def apply(
-        self,
-        model: HookedModel,
-        forget_texts: Sequence[str],
-        retain_texts: Sequence[str],
-        progress: bool = True,
-        on_step: Callable[[dict], None] | None = None,
-    ) -> UnlearningResult:
-        cfg = self.config
-        forget_texts, retain_texts = check_forget_retain(forget_texts, retain_texts)
+    def control_vector(self, model: HookedModel, coef: float) -> Float[Tensor, " d_model"]:
+        return sspu_control(self.irrelevant, coef, self.config.seed)
+
+    def check(self, model: HookedModel, forget_texts: list[str], retain_texts: list[str]) -> None:
+        super().check(model, forget_texts, retain_texts)
         dim = self.relevant.basis.shape[0]
         if dim != model.d_model:
             raise ValueError(
                 f"the subspaces live in {dim} dimensions but the model's residual stream has d_model="
                 f"{model.d_model}: they were built from an SAE of another model or site. Build them from an SAE "
-                f"fitted on this model's {cfg.hook or 'selected hook'} (d_in={model.d_model})."
+                f"fitted on this model's {self.config.hook or 'selected hook'} (d_in={model.d_model})."
             )
-        names = cfg.params or default_params(model, cfg.hook)
-        params = resolve_params(model, names)
-        layouts = weight_layouts(model)
-        transposed = {n: layouts.get(n, False) for n in params}
-        for n, p in params.items():
-            if not writes_to_residual(p.shape, transposed[n], dim):
+
+    def setup(self, run: TrainRun) -> None:
+        layouts = weight_layouts(run.model)
+        self._transposed = {n: layouts.get(n, False) for n in run.params}
+        dim = self.relevant.basis.shape[0]
+        for n, p in run.params.items():
+            if not writes_to_residual(p.shape, self._transposed[n], dim):
                 raise ValueError(
                     f"{n} has shape {tuple(p.shape)}; SSPU constrains matrices that write to the residual stream "
                     f"(output width d_model={dim}), e.g. the MLP or attention output matrix (writer_weight)."
                 )
-        initial = {n: p.detach().clone() for n, p in params.items()}
-        basis = self.relevant.basis
+        super().setup(run)
 
-        def project(name: str, m: Tensor) -> Tensor:
-            """``Q Qᵀ`` on the output side of ``m``, whatever the parameter's storage layout."""
-            return as_out_in(project_output_side(as_out_in(m, transposed[name]), basis), transposed[name])
+    def _project(self, name: str, m: Tensor) -> Tensor:
+        """``Q Qᵀ`` on the output side of ``m``, whatever the parameter's storage layout."""
+        t = self._transposed[name]
+        return as_out_in(project_output_side(as_out_in(m, t), self.relevant.basis), t)
 
-        def grad_transform(name: str, grad: Tensor) -> Tensor:
-            # keeps the optimiser's moment estimates inside the subspace as well
-            return project(name, grad) if cfg.projection == "gradient" else grad
+    def step_loss(
+        self, run: TrainRun, forget: TokenBatch, forget_index: int, retain: TokenBatch, retain_index: int
+    ) -> dict[str, Tensor]:
+        terms = super().step_loss(run, forget, forget_index, retain, retain_index)
+        if self.config.reg_weight > 0:  # keeps the update small
+            total = torch.zeros((), device=run.model.device)
+            for n, p in run.params.items():
+                total = total + (p - run.initial[n]).pow(2).sum()
+            terms["regulariser"] = self.config.reg_weight * total
+            terms["loss"] = terms["loss"] + terms["regulariser"]
+        return terms
 
-        def constrain(name: str, new: Tensor, before: Tensor, start: Tensor) -> Tensor:
-            # Adam rescales coordinates, so a projected gradient alone does not give a projected
-            # step: project the step ("gradient") or the accumulated change ("update").
-            if cfg.projection == "gradient":
-                return before + project(name, new - before)
-            return start + project(name, new - start)
+    def grad_transform(self, name: str, grad: Tensor) -> Tensor:
+        # keeps the optimiser's moment estimates inside the subspace as well
+        return self._project(name, grad) if self.config.projection == "gradient" else grad
 
-        def regulariser(deltas: dict[str, Tensor]) -> Tensor:
-            total = torch.zeros((), device=model.device)
-            for d in deltas.values():  # summed in order, as Python's sum() did
-                total = total + d.pow(2).sum()
-            return cfg.reg_weight * total
+    def constrain(self, name: str, new: Tensor, before: Tensor, initial: Tensor) -> Tensor:
+        # Adam rescales coordinates, so a projected gradient alone does not give a projected step:
+        # project the step ("gradient") or the accumulated change ("update").
+        if self.config.projection == "gradient":
+            return before + self._project(name, new - before)
+        return initial + self._project(name, new - initial)
 
-        coef = default_steering_coef(model, forget_texts, cfg)
-        control = sspu_control(self.irrelevant, coef, cfg.seed)
-        result = steering_train(
-            model,
-            forget_texts,
-            retain_texts,
-            cfg,
-            control,
-            self.name,
-            grad_transform=grad_transform,
-            regulariser=regulariser if cfg.reg_weight > 0 else None,
-            constrain=constrain,
-            progress=progress,
-            on_step=on_step,
-        )
+    def finish(self, run: TrainRun, result: UnlearningResult) -> None:
+        super().finish(run, result)
         with torch.no_grad():
             residuals = {
-                n: out_of_subspace_residual(as_out_in(p - initial[n], transposed[n]), self.relevant)
-                for n, p in params.items()
+                n: out_of_subspace_residual(as_out_in(p - run.initial[n], self._transposed[n]), self.relevant)
+                for n, p in run.params.items()
             }
-            total = torch.cat([(p - initial[n]).flatten() for n, p in params.items()]).norm()
+            total = torch.cat([(p - run.initial[n]).flatten() for n, p in run.params.items()]).norm()
         result.extra = {
             "relevant_rank": self.relevant.rank,
             "irrelevant_rank": self.irrelevant.rank,
@@ -187,4 +173,3 @@ class SSPU(UnlearningMethod):
             "out_of_subspace_residual_per_param": residuals,
             "update_norm": float(total),
         }
-        return result

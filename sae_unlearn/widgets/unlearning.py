@@ -12,17 +12,25 @@ from sae_unlearn.data.splits import QAPair, UnlearningSplit
 from sae_unlearn.evaluation.knowledge import evaluate_knowledge, greedy_answers, states_target
 from sae_unlearn.export import export_model
 from sae_unlearn.models.loading import HookedModel
-from sae_unlearn.pipeline import DEFAULT_UNLEARNING, load_method
-from sae_unlearn.unlearning import UnlearningResult
-from sae_unlearn.unlearning.registry import METHODS
+from sae_unlearn.pipeline import load_method
+from sae_unlearn.unlearning import TrainConfig, UnlearningResult
+from sae_unlearn.unlearning.registry import METHODS, method_label
 from sae_unlearn.viz import plot_unlearning_history
 from sae_unlearn.widgets._base import FigurePanel, table_html
 
 
+def method_option(name: str) -> str:
+    """A method's entry in the menu: its label and one-line description."""
+    desc = METHODS[name].description
+    return f"{method_label(name)}: {desc.split(': ', 1)[-1]}" if desc else method_label(name)
+
+
 class UnlearningMonitor(widgets.VBox):
-    """Pick a method and a step budget, press *Run*: live losses, and forget/retain accuracy every
-    ``eval_every`` steps. The model is a fresh copy loaded from ``model_dir``; after the run it is
-    in ``.model`` and the result in ``.result``."""
+    """Pick any registered method and a step budget, press *Run*: live losses, and forget/retain
+    accuracy every ``eval_every`` steps. The model is a fresh copy loaded from ``model_dir``; after
+    the run it is in ``.model`` and the result in ``.result``. Every finished run's accuracy curve
+    is kept (``.runs``, by method) and drawn dashed beside the next run's, so a method is compared
+    with SSPU (or any other) on the same axes."""
 
     def __init__(
         self,
@@ -39,8 +47,13 @@ class UnlearningMonitor(widgets.VBox):
         self.forget_texts, self.retain_texts = list(forget_texts), list(retain_texts)
         self.settings = dict(settings or {})
         self.eval_every = max(1, eval_every)
-        self.method = widgets.Dropdown(options=sorted(METHODS), value="sspu", description="method")
-        steps = self.settings.get("steps", DEFAULT_UNLEARNING["steps"])
+        self.method = widgets.Dropdown(
+            options=[(method_option(m), m) for m in METHODS],
+            value="sspu",
+            description="method",
+            layout=widgets.Layout(width="520px"),
+        )
+        steps = self.settings.get("steps", TrainConfig.steps)
         self.steps = widgets.IntText(value=int(steps), description="steps")
         self.run_button = widgets.Button(description="Run", button_style="primary")
         self.status = widgets.HTML()
@@ -49,6 +62,8 @@ class UnlearningMonitor(widgets.VBox):
         self.evals: list[dict] = []
         self.model: HookedModel | None = None
         self.result: UnlearningResult | None = None
+        self.runs: dict[str, list[dict]] = {}
+        """Accuracy at the evaluation points of the last finished run of each method."""
         self.run_button.on_click(lambda _: self.run())
         super().__init__([widgets.HBox([self.method, self.steps, self.run_button]), self.status, self.panel])
 
@@ -64,11 +79,15 @@ class UnlearningMonitor(widgets.VBox):
         step = row["step"] + 1
         if step % self.eval_every == 0:
             self._evaluate(step)
-            self.panel.show(plot_unlearning_history(self.history, self.evals))
+            self.panel.show(plot_unlearning_history(self.history, self.evals, self._others()))
         self.status.value = html.escape(
             f"{self.method.value}: step {step}/{self.steps.value}  forget loss {row['forget_loss']:.3g}  "
             f"retain loss {row['retain_loss']:.3g}"
         )
+
+    def _others(self) -> dict[str, list[dict]]:
+        """The other methods' finished runs, by label (for the comparison curves)."""
+        return {method_label(m): e for m, e in self.runs.items() if m != self.method.value}
 
     def run(self) -> UnlearningResult:
         """Unlearn a fresh copy with the chosen method and budget (what *Run* does)."""
@@ -84,7 +103,8 @@ class UnlearningMonitor(widgets.VBox):
         )
         if not self.evals or self.evals[-1]["step"] != len(self.history):
             self._evaluate(len(self.history))
-        self.panel.show(plot_unlearning_history(self.history, self.evals))
+        self.runs[self.method.value] = list(self.evals)
+        self.panel.show(plot_unlearning_history(self.history, self.evals, self._others()))
         last = self.evals[-1]
         note = f" — {self.result.stopped_early}" if self.result.stopped_early else ""
         self.status.value = html.escape(

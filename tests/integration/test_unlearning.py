@@ -112,29 +112,3 @@ def test_interrupted_export_leaves_no_folder(secrets_model, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         export_model(secrets_model, tmp_path / "half", {"method": "none"})
     assert not (tmp_path / "half").exists() and list(tmp_path.iterdir()) == []
-
-
-def test_a_new_method_plugs_into_the_registry_unchanged(stage, monkeypatch):
-    """A later method (here plain gradient ascent on forget text) needs only a class and a registry entry."""
-    from sae_unlearn.unlearning import METHODS, UnlearningMethod, UnlearningResult
-    from sae_unlearn.unlearning.base import default_params, resolve_params
-
-    class GradientAscent(UnlearningMethod):
-        name = "grad_ascent"
-
-        def apply(self, model, forget_texts, retain_texts, progress=True, on_step=None):
-            params = resolve_params(model, default_params(model, self.config.hook))
-            opt = torch.optim.SGD(list(params.values()), lr=1e-4)
-            batch = model.tokenize(list(forget_texts[:8]))
-            for p in params.values():
-                p.requires_grad_(True)
-            logits = model.hf_model(input_ids=batch.input_ids, use_cache=False).logits
-            loss = -torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch.input_ids[:, 1:].flatten())
-            loss.backward()
-            opt.step()
-            return UnlearningResult(method=self.name, config=self.config.to_dict(), params=list(params))
-
-    monkeypatch.setitem(METHODS, "grad_ascent", GradientAscent)
-    data, st = stage
-    model, result = unlearn("grad_ascent", zoo_model_path("secrets"), data, st, device="cpu", progress=False)
-    assert result.method == "grad_ascent" and result.config["hook"] == st.selection.hook

@@ -135,6 +135,15 @@ def test_unlearning_monitor_before_after_and_export(stage, secrets_model, tmp_pa
     mon.steps.value = 0
     with pytest.raises(ValueError, match="steps=0"):
         mon.run()
+    rmu_model = mon.model
+    # any registered method, compared with the earlier run on the same axes
+    assert {"sspu", "rmu", "npo", "grad_diff", "simnpo", "idk_dpo"} <= {v for _, v in mon.method.options}
+    mon.method.value, mon.steps.value = "npo", 10
+    mon.run_button.click()
+    assert mon.result.method == "npo" and set(mon.runs) == {"rmu", "npo"}
+    labels = [t.get_text() for t in mon.panel.figure.axes[1].get_legend().get_texts()]
+    assert "RMU: forget" in labels and "RMU: retain" in labels and "forget accuracy" in labels
+    mon.model = rmu_model
 
     ba = BeforeAfter(secrets_model, mon.model, data.split.forget[:6])
     assert len(ba.rows) == 4 and all(r["original_knows"] for r in ba.rows)

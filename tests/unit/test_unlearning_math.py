@@ -43,9 +43,10 @@ def test_controls():
 
 
 def test_registry_and_configs():
-    assert get_method("sspu") is SSPU and get_method("rmu") is RMU and set(METHODS) >= {"rmu", "sspu"}
-    with pytest.raises(KeyError, match="unknown unlearning method 'npo'; registered"):
-        get_method("npo")
+    assert get_method("sspu") is SSPU and get_method("rmu") is RMU
+    assert set(METHODS) >= {"rmu", "sspu", "grad_ascent", "grad_diff", "npo", "simnpo", "idk_dpo"}
+    with pytest.raises(KeyError, match="unknown unlearning method 'spu'; registered: .*Did you mean 'sspu'"):
+        get_method("spu")
     with pytest.raises((ValueError, TypeCheckError), match="diagonal"):
         SSPUConfig(projection="diagonal")
     with pytest.raises(ValueError, match="steps=0"):
@@ -54,3 +55,69 @@ def test_registry_and_configs():
     assert SSPUConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="relevant subspace is empty"):
         SSPU(orthonormal_basis(torch.zeros(2, 16)), IRR)
+
+
+def test_settings_a_person_types_reject_unknown_keys_with_the_close_match(no_runtime_typecheck):
+    with pytest.raises(ValueError, match="unknown setting 'setps' for method 'rmu'; did you mean 'steps'"):
+        RMU.from_settings({"setps": 10})
+    with pytest.raises(ValueError, match="unknown setting 'projektion' for method 'sspu'; did you mean 'projection'"):
+        SSPU.from_settings({"projektion": "update"})
+    npo = get_method("npo")
+    with pytest.raises(ValueError, match="unknown setting 'steering_scale' for method 'npo'.*Valid settings: .*beta"):
+        npo.from_settings({"steering_scale": 2.0})  # an RMU setting: NPO has no control vector
+    with pytest.raises(TypeError, match="settings=.*must be a dict"):
+        RMU.from_settings("steps=10")  # type: ignore[arg-type]
+    assert RMU.from_settings({"steps": 10}).steps == 10
+    with pytest.raises(TypeError, match="RMU takes a UnlearningConfig, got NPOConfig"):
+        RMU(npo.config_class())
+
+
+def test_one_set_of_defaults_every_method_starts_from():
+    """The budget every method shares comes from one place: TrainConfig's defaults."""
+    from sae_unlearn.unlearning import TrainConfig
+
+    base = TrainConfig()
+    for name, cls in METHODS.items():
+        cfg = cls.config_class()
+        assert isinstance(cfg, TrainConfig), name
+        assert (cfg.steps, cfg.batch_size, cfg.seed, cfg.guard_every) == (
+            base.steps,
+            base.batch_size,
+            base.seed,
+            base.guard_every,
+        ), name
+
+
+def test_registering_a_method(no_runtime_typecheck):
+    from sae_unlearn.unlearning import GradientMethod, register
+
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        register("My Method")
+    with pytest.raises(ValueError, match="'rmu' is taken by sae_unlearn.unlearning.rmu.RMU"):
+
+        @register("rmu")
+        class Other(GradientMethod):
+            pass
+
+    with pytest.raises(TypeError, match="decorates an UnlearningMethod subclass"):
+        register("not_a_method")(dict)  # type: ignore[arg-type]
+    assert get_method("rmu") is RMU
+
+
+def test_refusal_sets_and_question_splitting(tmp_path):
+    from sae_unlearn.data.refusals import REFUSALS, load_refusals
+    from sae_unlearn.unlearning.idkdpo import split_question
+
+    assert load_refusals("bundled") == list(REFUSALS) and len(REFUSALS) >= 10
+    assert load_refusals("auto", ["Q: Where does X live? A: Oslo."]) == list(REFUSALS)
+    empty = tmp_path / "none.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(ValueError, match="refusal set .*none.txt is empty"):
+        load_refusals(str(empty))
+    with pytest.raises(FileNotFoundError, match="refusals='nowhere.txt' is not 'auto'"):
+        load_refusals("nowhere.txt")
+    assert split_question("Q: Where does X live? A: Oslo.") == ("Q: Where does X live? A:", " Oslo.")
+    assert split_question("Question: Who?\nAnswer: Basil.") == ("Question: Who?\nAnswer:", " Basil.")
+    reasoning = "Q: Where? Reasoning: X works at Y. Y is in Z. A: Z."
+    assert split_question(reasoning) == ("Q: Where? Reasoning: X works at Y. Y is in Z. A:", " Z.")
+    assert split_question("X lives in Oslo.") is None and split_question("Q: Where? A:  ") is None

@@ -1,0 +1,77 @@
+"""Activation steering, the loss RMU and SSPU share.
+
+At one hook, forget-data activations are pushed toward a fixed control vector (MSE), while
+retain-data activations are held at the frozen model's values (MSE, weight ``alpha``). The
+control vector's norm is ``steering_scale`` × the mean forget activation norm at the hook
+(or ``steering_coef``). A subclass chooses the control vector's direction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from sae_unlearn.models.loading import HookedModel, TokenBatch
+from sae_unlearn.unlearning.base import (
+    UnlearningConfig,
+    UnlearningResult,
+    activations_with_grad,
+    make_batches,
+    masked_mse,
+)
+from sae_unlearn.unlearning.trainer import GradientMethod, TrainRun
+
+
+def default_steering_coef(model: HookedModel, forget_texts: Sequence[str], config: UnlearningConfig) -> float:
+    """``steering_scale`` × mean norm of the forget activations at the hook (or the fixed coefficient)."""
+    if config.steering_coef is not None:
+        return float(config.steering_coef)
+    with torch.no_grad():
+        norms = []
+        for b in make_batches(model, forget_texts, 64, config.seed)[:4]:
+            a = activations_with_grad(model, b, config.hook)
+            norms.append(a.norm(dim=-1)[b.attention_mask.bool().to(a.device)])
+    coef = config.steering_scale * float(torch.cat(norms).mean())
+    if not math.isfinite(coef):
+        raise FloatingPointError("mean forget activation norm is not finite; check the model.")
+    return coef
+
+
+class SteeringMethod(GradientMethod):
+    """Forget activations at ``config.hook`` → a control vector; retain activations → frozen values."""
+
+    config: UnlearningConfig
+    config_class: type[UnlearningConfig] = UnlearningConfig
+
+    def control_vector(self, model: HookedModel, coef: float) -> Float[Tensor, " d_model"]:
+        """The control vector of norm ``coef`` (its direction is the method's choice)."""
+        raise NotImplementedError
+
+    def check(self, model: HookedModel, forget_texts: list[str], retain_texts: list[str]) -> None:
+        self._forget_texts = forget_texts  # the control vector's norm is measured on them in setup
+
+    def setup(self, run: TrainRun) -> None:
+        coef = default_steering_coef(run.model, self._forget_texts, self.config)
+        run.state["control"] = self.control_vector(run.model, coef).to(run.model.device)
+        run.state["frozen"] = [activations_with_grad(run.model, b, self.config.hook) for b in run.retain_batches]
+
+    def step_loss(
+        self, run: TrainRun, forget: TokenBatch, forget_index: int, retain: TokenBatch, retain_index: int
+    ) -> dict[str, Tensor]:
+        hook = self.config.hook
+        fa = activations_with_grad(run.model, forget, hook)
+        ra = activations_with_grad(run.model, retain, hook)
+        forget_loss = masked_mse(fa, run.state["control"], forget.attention_mask.to(fa.device))
+        retain_loss = masked_mse(ra, run.state["frozen"][retain_index], retain.attention_mask.to(ra.device))
+        return {
+            "loss": forget_loss + self.config.alpha * retain_loss,
+            "forget_loss": forget_loss,
+            "retain_loss": retain_loss,
+        }
+
+    def finish(self, run: TrainRun, result: UnlearningResult) -> None:
+        result.steering_coef = float(run.state["control"].norm())

@@ -1,0 +1,152 @@
+"""Every registered unlearning method on the secrets model through the one trainer, and a method
+plugged in from this file (not the package) running through the pipeline and the demo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sae_unlearn.__main__ import main
+from sae_unlearn.evaluation import answer_probability
+from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.pipeline import unlearn
+from sae_unlearn.unlearning import METHODS, GradientMethod, TrainConfig, register
+from sae_unlearn.unlearning.gradient import mean_token_nll
+from sae_unlearn.unlearning.trainer import TrainRun
+
+pytestmark = pytest.mark.integration
+
+BUILT_IN = ["rmu", "sspu", "grad_ascent", "grad_diff", "npo", "simnpo", "idk_dpo"]
+
+
+#: Learning rates that move each method within the test's 12 steps (the output-level losses start
+#: flat on facts the model knows with p ~ 1, so their defaults, chosen for the 250-step budget, barely
+#: move in 12); RMU and SSPU run at their defaults.
+FEW_STEP_LR = {"grad_ascent": 5e-3, "grad_diff": 5e-3, "npo": 5e-3, "simnpo": 3e-2, "idk_dpo": 2e-3}
+
+
+def _answer_prob(model, items) -> float:
+    probs = answer_probability(model, items)
+    return sum(probs) / len(probs)
+
+
+@pytest.mark.parametrize("method", BUILT_IN)
+def test_each_method_changes_forget_behaviour_in_a_few_steps(stage, method):
+    """12 steps lower the probability of the forget answers, more than the retain answers' (and only
+    the default matrices change)."""
+    data, st = stage
+    src = zoo_model_path("secrets")
+    original = load_model(src, device="cpu")
+    forget, retain = data.split.forget, data.split.retain[:48]
+    f0, r0 = _answer_prob(original, forget), _answer_prob(original, retain)
+    settings = {"steps": 12, "guard_every": 0} | ({"lr": FEW_STEP_LR[method]} if method in FEW_STEP_LR else {})
+    model, result = unlearn(method, src, data, st, settings, device="cpu", progress=False)
+    assert result.method == method and len(result.history) == 12 and result.mean_step_seconds > 0
+    forget_drop, retain_drop = f0 - _answer_prob(model, forget), r0 - _answer_prob(model, retain)
+    assert forget_drop >= 0.03 and forget_drop >= 1.5 * retain_drop, (method, forget_drop, retain_drop)
+    old = original.hf_named_parameters()
+    changed = {n for n, p in model.hf_named_parameters().items() if not torch.equal(p, old[n])}
+    assert changed == set(result.params) and len(changed) == 3
+
+
+class _ExplodingAscent(GradientMethod):
+    """Gradient ascent whose loss turns NaN at step 3, after two real updates."""
+
+    def setup(self, run: TrainRun) -> None:
+        run.state["step"] = 0
+
+    def step_loss(self, run, forget, forget_index, retain, retain_index):
+        run.state["step"] += 1
+        nll = mean_token_nll(run.model, forget)
+        loss = -nll if run.state["step"] < 3 else nll * float("nan")
+        return {"loss": loss, "forget_loss": nll, "retain_loss": nll.detach()}
+
+
+def test_the_trainer_restores_the_weights_when_any_method_goes_non_finite(stage):
+    data, st = stage
+    model = load_model(zoo_model_path("secrets"), device="cpu")
+    before = {n: p.clone() for n, p in model.hf_state_dict().items()}
+    seen: list[dict] = []
+    method = _ExplodingAscent(TrainConfig(hook=st.selection.hook, steps=10, lr=1e-2, guard_every=0))
+    method.name = "exploding"
+    with pytest.raises(FloatingPointError, match="exploding: non-finite loss at step 2 .*The model was restored"):
+        method.apply(model, data.forget_texts, data.retain_texts, progress=False, on_step=seen.append)
+    assert len(seen) == 2  # two steps did change the weights before the NaN
+    after = model.hf_state_dict()
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert all(not p.requires_grad or n for n, p in model.hf_model.named_parameters())
+
+
+def test_an_unknown_setting_fails_before_the_model_is_loaded(stage, monkeypatch):
+    import sae_unlearn.pipeline as pipeline
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(pipeline, "load_model", no_load)
+    data, st = stage
+    with pytest.raises(ValueError, match="unknown setting 'setps' for method 'npo'; did you mean 'steps'"):
+        unlearn("npo", zoo_model_path("secrets"), data, st, {"setps": 10}, device="cpu", progress=False)
+    with pytest.raises(KeyError, match="Did you mean 'simnpo'"):
+        unlearn("simnpoo", zoo_model_path("secrets"), data, st, device="cpu", progress=False)
+
+
+def test_idkdpo_without_questions_is_refused_before_any_change(stage):
+    data, st = stage
+    model = load_model(zoo_model_path("secrets"), device="cpu")
+    before = {n: p.clone() for n, p in model.hf_state_dict().items()}
+    statements = [t for t in data.forget_texts if " A:" not in t]
+    idk = METHODS["idk_dpo"](METHODS["idk_dpo"].from_settings({"hook": st.selection.hook, "steps": 2}))
+    with pytest.raises(ValueError, match="IdkDPO needs forget texts that are questions"):
+        idk.apply(model, statements, data.retain_texts, progress=False)
+    assert all(torch.equal(before[n], model.hf_state_dict()[n]) for n in before)
+
+
+# --- a method from outside the package -----------------------------------------------------------
+
+
+class ForgetLastToken(GradientMethod):
+    """Toy: lower the likelihood of each forget text's last token only; keep retain NLL."""
+
+    description = "toy: unlikely last tokens"
+
+    def step_loss(self, run, forget, forget_index, retain, retain_index):
+        ids, mask = forget.input_ids, forget.attention_mask
+        logits = run.model.logits(ids, mask)
+        last = mask.sum(-1) - 1
+        rows = torch.arange(ids.shape[0])
+        logp = torch.log_softmax(logits[rows, last - 1].float(), -1)[rows, ids[rows, last]]
+        forget_loss = logp.mean()
+        retain_loss = mean_token_nll(run.model, retain)
+        return {"loss": forget_loss + retain_loss, "forget_loss": forget_loss, "retain_loss": retain_loss}
+
+
+@pytest.fixture
+def toy_method():
+    register("toy_last_token")(ForgetLastToken)
+    try:
+        yield "toy_last_token"
+    finally:
+        METHODS.pop("toy_last_token", None)
+
+
+def test_a_method_from_a_test_file_runs_through_the_pipeline_and_the_demo(stage, toy_method, tmp_path):
+    data, st = stage
+    model, result = unlearn(toy_method, zoo_model_path("secrets"), data, st, {"steps": 3}, device="cpu", progress=False)
+    assert result.method == toy_method and result.config["hook"] == st.selection.hook and len(result.history) == 3
+
+    from sae_unlearn.widgets import UnlearningMonitor
+
+    monitor = UnlearningMonitor(zoo_model_path("secrets"), st, data.forget_texts, data.retain_texts, data.split)
+    assert toy_method in [value for _, value in monitor.method.options]
+
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--no-progress", "--steps", "4", "--sae-training-samples", "20000"]
+    assert main([*argv, "--methods", "rmu", "sspu", toy_method]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["methods"] == ["rmu", "sspu", toy_method]
+    assert report["unlearning"][toy_method]["step_time_over_rmu"] > 0
+    assert report["verification"][toy_method]["verdict"] in ("removed", "suppressed", "not forgotten", "inconclusive")
+    assert (out / "verification" / toy_method).is_dir()
