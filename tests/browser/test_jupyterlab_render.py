@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from sae_unlearn.widgets.unlearning import method_option
 from tests.browser.harness import CHROMIUM, free_port, offline_page, served
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -198,7 +199,7 @@ def test_widgets_run_and_respond_in_jupyterlab(lab, tmp_path):
             c = cell("UnlearningMonitor(").locator(".widget-vbox").filter(has=run)
             status = c.locator(":scope > .widget-html")
             assert "sspu done" in status.inner_text()
-            c.locator("select").select_option(label="rmu")
+            c.locator("select").select_option(label=method_option("rmu"))  # the menu lists every method
             c.locator(run).click()
             sync_api.expect(status).to_contain_text("rmu done", timeout=120_000)
 
