@@ -175,7 +175,8 @@ class UnlearningMethod:
     """The interface every unlearning method implements.
 
     ``name`` is its registry name (set by ``@register``), ``config_class`` its settings (a
-    :class:`TrainConfig` subclass for gradient methods), ``description`` one line for menus.
+    :class:`TrainConfig` subclass for gradient methods), ``description`` one line for menus (after
+    the label: ``"SSPU: <description>"``).
     """
 
     name: str = ""

@@ -70,7 +70,7 @@ class GradAscent(GradientMethod):
     """Maximise the forget NLL; no retain term."""
 
     label = "GradAscent"
-    description = "GradAscent: maximise the forget texts' NLL (no retain term)"
+    description = "maximise the forget texts' NLL (no retain term)"
     config_class = GradAscentConfig
     config: GradAscentConfig
 
@@ -104,7 +104,7 @@ class GradDiff(GradientMethod):
     """Ascent on the forget NLL, descent on the retain NLL."""
 
     label = "GradDiff"
-    description = "GradDiff: ascent on the forget NLL, descent on the retain NLL"
+    description = "ascent on the forget NLL, descent on the retain NLL"
     config_class: type[GradDiffConfig] = GradDiffConfig
     config: GradDiffConfig
 
@@ -139,7 +139,7 @@ class NPO(GradDiff):
     """Negative preference optimisation against the frozen model."""
 
     label = "NPO"
-    description = "NPO: forget sequences made less likely than under the frozen model (bounded)"
+    description = "forget sequences made less likely than under the frozen model (bounded)"
     config_class = NPOConfig
     config: NPOConfig
 
@@ -173,7 +173,7 @@ class SimNPO(GradDiff):
     """Reference-free, length-normalised NPO."""
 
     label = "SimNPO"
-    description = "SimNPO: NPO without a reference, length-normalised"
+    description = "NPO without a reference, length-normalised"
     config_class = SimNPOConfig
     config: SimNPOConfig
 

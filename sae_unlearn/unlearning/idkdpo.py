@@ -76,30 +76,29 @@ class IdkDPO(GradDiff):
     """DPO toward a refusal on forget questions, NLL on retain text."""
 
     label = "IdkDPO"
-    description = "IdkDPO: prefer 'I don't know' over the true answer on forget questions (DPO)"
+    description = "prefer 'I don't know' over the true answer on forget questions (DPO)"
     config_class = IdkDPOConfig
     config: IdkDPOConfig
 
-    def check(self, model: HookedModel, forget_texts: list[str], retain_texts: list[str]) -> None:
-        self._pairs = [qa for t in forget_texts if (qa := split_question(t)) is not None]
-        if not self._pairs:
+    def forget_batches(self, model: HookedModel, forget_texts: list[str]) -> list[PreferenceBatch]:
+        """Preference pairs of the forget questions, each with a seeded refusal, in seeded batches;
+        forget texts with no question among them, or an empty refusal set, are refused here."""
+        pairs = [qa for t in forget_texts if (qa := split_question(t)) is not None]
+        if not pairs:
             raise ValueError(
                 "IdkDPO needs forget texts that are questions with answers ('Q: … A: …' or 'Question: … "
                 f"Answer: …'); none of the {len(forget_texts)} forget texts is (e.g. {forget_texts[0][:60]!r})."
             )
-        self._refusals = load_refusals(self.config.refusals, [t for t in forget_texts if split_question(t)])
-
-    def forget_batches(self, model: HookedModel, forget_texts: list[str]) -> list[PreferenceBatch]:
+        refusals = load_refusals(self.config.refusals, [prompt for prompt, _ in pairs])
         cfg = self.config
-        gen = seeded_generator(cfg.seed + 3)
-        pick = torch.randint(len(self._refusals), (len(self._pairs),), generator=gen).tolist()
-        order = torch.randperm(len(self._pairs), generator=seeded_generator(cfg.seed)).tolist()
+        pick = torch.randint(len(refusals), (len(pairs),), generator=seeded_generator(cfg.seed + 3)).tolist()
+        order = torch.randperm(len(pairs), generator=seeded_generator(cfg.seed)).tolist()
         out = []
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
-            prompts = [self._pairs[i][0] for i in idx]
-            chosen, chosen_t = _completion_batch(model, prompts, [" " + self._refusals[pick[i]] for i in idx])
-            rejected, rejected_t = _completion_batch(model, prompts, [self._pairs[i][1] for i in idx])
+            prompts = [pairs[i][0] for i in idx]
+            chosen, chosen_t = _completion_batch(model, prompts, [" " + refusals[pick[i]] for i in idx])
+            rejected, rejected_t = _completion_batch(model, prompts, [pairs[i][1] for i in idx])
             out.append(PreferenceBatch(chosen, chosen_t, rejected, rejected_t))
         return out
 

@@ -30,7 +30,7 @@ class RMU(SteeringMethod):
     """RMU: steer forget activations to a random control vector."""
 
     label = "RMU"
-    description = "RMU: forget activations steered to a random vector, retain activations held"
+    description = "forget activations steered to a random vector, retain activations held"
 
     def control_vector(self, model: HookedModel, coef: float) -> Float[Tensor, " d_model"]:
         return rmu_control(model.d_model, coef, self.config.seed)

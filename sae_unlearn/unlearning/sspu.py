@@ -83,7 +83,7 @@ class SSPU(SteeringMethod):
     """SSPU with the shared trainer; needs the relevant and irrelevant subspaces."""
 
     label = "SSPU"
-    description = "SSPU: steering into the SAE-irrelevant subspace, updates inside the SAE-relevant one"
+    description = "steering into the SAE-irrelevant subspace, updates inside the SAE-relevant one"
     config_class = SSPUConfig
     config: SSPUConfig
     has_constraint = True
@@ -109,7 +109,6 @@ class SSPU(SteeringMethod):
         return sspu_control(self.irrelevant, coef, self.config.seed)
 
     def check(self, model: HookedModel, forget_texts: list[str], retain_texts: list[str]) -> None:
-        super().check(model, forget_texts, retain_texts)
         dim = self.relevant.basis.shape[0]
         if dim != model.d_model:
             raise ValueError(

@@ -51,11 +51,8 @@ class SteeringMethod(GradientMethod):
         """The control vector of norm ``coef`` (its direction is the method's choice)."""
         raise NotImplementedError
 
-    def check(self, model: HookedModel, forget_texts: list[str], retain_texts: list[str]) -> None:
-        self._forget_texts = forget_texts  # the control vector's norm is measured on them in setup
-
     def setup(self, run: TrainRun) -> None:
-        coef = default_steering_coef(run.model, self._forget_texts, self.config)
+        coef = default_steering_coef(run.model, run.forget_texts, self.config)
         run.state["control"] = self.control_vector(run.model, coef).to(run.model.device)
         run.state["frozen"] = [activations_with_grad(run.model, b, self.config.hook) for b in run.retain_batches]
 

@@ -61,6 +61,8 @@ class TrainRun:
     """The trained matrices (clean HF names), in the model."""
     initial: dict[str, Tensor]
     """Their values before training (model dtype)."""
+    forget_texts: list[str]
+    """The checked forget texts (what :meth:`GradientMethod.forget_batches` partitioned)."""
     forget_batches: list[Any]
     """What :meth:`GradientMethod.forget_batches` built (token batches by default)."""
     retain_batches: list[TokenBatch]
@@ -78,7 +80,8 @@ class GradientMethod(UnlearningMethod):
         """Refuse what cannot work, before any work (default: nothing more than the trainer's checks)."""
 
     def forget_batches(self, model: HookedModel, forget_texts: list[str]) -> list[Any]:
-        """The forget batches, a fixed seeded partition (default: token batches of the texts)."""
+        """The forget batches, a fixed seeded partition (default: token batches of the texts).
+        Called before any weight changes, so it may refuse texts it cannot use."""
         return make_batches(model, forget_texts, self.config.batch_size, self.config.seed)
 
     def setup(self, run: TrainRun) -> None:
@@ -152,6 +155,7 @@ def train(
         config=config,
         params=params,
         initial=initial,
+        forget_texts=forget_texts,
         forget_batches=method.forget_batches(model, forget_texts),
         retain_batches=make_batches(model, retain_texts, config.batch_size, config.seed + 1),
     )

@@ -22,7 +22,7 @@ from sae_unlearn.widgets._base import FigurePanel, table_html
 def method_option(name: str) -> str:
     """A method's entry in the menu: its label and one-line description."""
     desc = METHODS[name].description
-    return f"{method_label(name)}: {desc.split(': ', 1)[-1]}" if desc else method_label(name)
+    return f"{method_label(name)}: {desc}" if desc else method_label(name)
 
 
 class UnlearningMonitor(widgets.VBox):

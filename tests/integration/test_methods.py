@@ -110,7 +110,7 @@ def test_idkdpo_without_questions_is_refused_before_any_change(stage):
 class ForgetLastToken(GradientMethod):
     """Toy: lower the likelihood of each forget text's last token only; keep retain NLL."""
 
-    description = "toy: unlikely last tokens"
+    description = "unlikely last tokens (a toy)"
 
     def step_loss(self, run, forget, forget_index, retain, retain_index):
         ids, mask = forget.input_ids, forget.attention_mask
