@@ -46,6 +46,7 @@ def test_streaming_agrees_with_the_stored_path_on_secrets(secrets_model, stage):
         assert got["mse"] == pytest.approx(want["mse"], rel=1e-5)
 
 
+@pytest.mark.tofu
 def test_streaming_agrees_with_the_stored_path_on_tofu_mini(tmp_path):
     from sae_unlearn.models import load_zoo_model
 
