@@ -1,11 +1,13 @@
 """Original vs retain oracle vs every registered unlearning method, side by side in one run.
 
     python benchmarks/unlearning_results.py [--models secrets tofu-mini secrets-gpt2 secrets-gemma2]
-        [--methods rmu sspu ...] [--timing-steps 40]
+        [--methods rmu sspu ...] [--timing-steps 40] [--settings benchmarks/method_settings.json|none]
 
 For each zoo model: the SAE stage (capture, SAEs, selection, subspaces), then each method (default:
-every registered one) with the same trainer, data, parameters and budget (each method's config
-defaults: ``sae_unlearn.unlearning``), each on a fresh copy. Reports forget/retain accuracy
+every registered one) with the same trainer, data, parameters and budget, each on a fresh copy, at
+the settings ``benchmarks/method_sweep.py`` chose for that model (``method_settings.json``; a
+method or model it has not swept runs at its config defaults, ``--settings none`` for all).
+Weight-free methods (SAE interventions) train nothing: they have no step time. Reports forget/retain accuracy
 (secrets: exact attribute in the greedy answer; tofu-mini: share of answers with ROUGE-L recall
 ≥ 0.5), ROUGE-L recall and mean normalised answer probability; then each method's optimisation
 step time over RMU's, timed in alternating runs.
@@ -15,14 +17,19 @@ Prints markdown tables (pasted into benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
+from pathlib import Path
 
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import METHODS, get_method, method_label
+
+SWEPT = Path(__file__).with_name("method_settings.json")
+"""The settings benchmarks/method_sweep.py chose per model and method (config defaults where absent)."""
 
 COLS = [
     "forget_accuracy",
@@ -41,11 +48,18 @@ def main() -> None:
     parser.add_argument(
         "--methods", nargs="+", default=["rmu", "sspu"] + [m for m in METHODS if m not in ("rmu", "sspu")]
     )
+    parser.add_argument(
+        "--settings",
+        default=str(SWEPT),
+        help="JSON of settings per model and method (benchmarks/method_sweep.py --write); 'none': config defaults",
+    )
     args = parser.parse_args()
     if "rmu" not in args.methods:
         parser.error("--methods must include rmu (step times are relative to it)")
+    swept = json.loads(Path(args.settings).read_text()) if args.settings != "none" else {}
     for m in args.methods:
-        print(f"{m} settings:", get_method(m).config_class().to_dict())
+        print(f"{m} defaults:", get_method(m).config_class().to_dict())
+    print("swept settings:", json.dumps(swept))
     rows, timing = [], {}
     for name in args.models:
         data = pipeline_data(name)
@@ -58,20 +72,23 @@ def main() -> None:
             stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
         note = f"layer {stage.selection.layer}, rank {stage.subspaces.relevant.rank}/{stage.subspaces.irrelevant.rank}"
         for method in args.methods:
-            m, result = unlearn(method, model_dir, data, stage, device="cpu", progress=False)
+            chosen = swept.get(name, {}).get(method, {})
+            m, result = unlearn(method, model_dir, data, stage, chosen, device="cpu", progress=False)
             extra = f"residual {result.extra['out_of_subspace_residual']:.1e}" if method == "sspu" else ""
+            extra += f" {json.dumps(chosen)}" if chosen else ""
             if result.stopped_early:
                 extra += " (guard stopped)"
             rows.append((name, method_label(method), knowledge_metrics(m, data.split), f"{note} {extra}".strip()))
-        step: dict[str, list[float]] = {m: [] for m in args.methods}
+        trained = [m for m in args.methods if get_method(m).changes_weights]  # interventions have no steps
+        step: dict[str, list[float]] = {m: [] for m in trained}
         for r in range(3):
-            for method in args.methods if r % 2 == 0 else args.methods[::-1]:
+            for method in trained if r % 2 == 0 else trained[::-1]:
                 _, result = unlearn(
                     method,
                     model_dir,
                     data,
                     stage,
-                    {"steps": args.timing_steps, "guard_every": 0},
+                    swept.get(name, {}).get(method, {}) | {"steps": args.timing_steps, "guard_every": 0},
                     device="cpu",
                     progress=False,
                 )
@@ -91,7 +108,11 @@ def main() -> None:
     print("| --- | --- | " + " | ".join("---" for m in args.methods if m != "rmu") + " |")
     others = [m for m in args.methods if m != "rmu"]
     for name, t in timing.items():
-        print(f"| {name} | {t['rmu']:.4f} | " + " | ".join(f"{t[m] / t['rmu']:.2f}" for m in others) + " |")
+        print(
+            f"| {name} | {t['rmu']:.4f} | "
+            + " | ".join(f"{t[m] / t['rmu']:.2f}" if m in t else "no steps" for m in others)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

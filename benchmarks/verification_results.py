@@ -1,9 +1,11 @@
 """Is it gone or only hidden? Original, retain oracle, RMU and SSPU verified side by side in one run.
 
-    python benchmarks/verification_results.py [--models secrets tofu-mini secrets-gpt2 secrets-gemma2] [--out DIR]
+    python benchmarks/verification_results.py [--models secrets tofu-mini secrets-gpt2 secrets-gemma2]
+        [--methods rmu sspu ...] [--settings benchmarks/method_settings.json|none] [--out DIR]
 
-For each zoo model: the SAE stage and RMU / SSPU unlearning exactly as in
-``benchmarks/unlearning_results.py`` (each method's config defaults), then
+For each zoo model: the SAE stage and unlearning with every registered method (``--methods``;
+default all) exactly as in ``benchmarks/unlearning_results.py`` (the swept settings of
+``method_settings.json``, config defaults where absent), then
 ``sae_unlearn.verification.verify`` (default ``VerifyConfig``) of every variant against the
 retain oracle's measurements (computed once). Prints the markdown table pasted into
 benchmarks/README.md; with ``--out`` every report is saved (JSON, Markdown, figures).
@@ -12,6 +14,7 @@ benchmarks/README.md; with ``--out`` every report is saved (JSON, Markdown, figu
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,14 +23,26 @@ from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
+from sae_unlearn.unlearning import METHODS, get_method, method_label
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
+
+SWEPT = Path(__file__).with_name("method_settings.json")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(ZOO))
     parser.add_argument("--out", default=None, help="folder for the full reports (optional)")
+    parser.add_argument(
+        "--methods", nargs="+", default=["rmu", "sspu"] + [m for m in METHODS if m not in ("rmu", "sspu")]
+    )
+    parser.add_argument(
+        "--settings", default=str(SWEPT), help="JSON of settings per model and method; 'none': defaults"
+    )
     args = parser.parse_args()
+    for m in args.methods:
+        get_method(m)
+    swept = json.loads(Path(args.settings).read_text()) if args.settings != "none" else {}
     config = VerifyConfig()
     print("verify config:", config.to_dict())
     rows = []
@@ -42,11 +57,20 @@ def main() -> None:
         variants = {"original": model, "retain oracle": oracle_m}  # the oracle's measurement, not measured again
         with tempfile.TemporaryDirectory() as tmp:
             stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
-        for method in ("rmu", "sspu"):
-            variants[method.upper()], _ = unlearn(method, model_dir, data, stage, device="cpu", progress=False)
-        for variant, m in variants.items():
+        for method in args.methods:
+            chosen = swept.get(name, {}).get(method, {})
+            variants[method_label(method)], _ = unlearn(
+                method, model_dir, data, stage, chosen, device="cpu", progress=False
+            )
+            iv = variants[method_label(method)].intervention
+            if iv is not None:  # what the weight-free method chose (DSG: its classifier's reach)
+                facts = {k: v for k, v in iv.info.items() if not isinstance(v, list)}
+                print(f"{name} {method}: {iv.rule} on {len(iv.latents)} latents, threshold {iv.threshold}, {facts}")
+        for variant in list(variants):
+            m = variants.pop(variant)  # one unlearned model in memory at a time after this
             t = time.perf_counter()
             report = verify(m, vdata, oracle_m, config, name=f"{name} {variant}")
+            del m
             print(f"{name} {variant}: {report.verdict} ({time.perf_counter() - t:.1f}s)")
             for reason in report.reasons:
                 print("   ", reason)
@@ -56,9 +80,9 @@ def main() -> None:
 
     print(
         "\n| model | variant | forget quality | model utility | forget acc | relearn 0 / 10 / 50 steps | "
-        "probe acc (oracle) | int4 forget acc | verdict |"
+        "probe acc (oracle) | int4 forget acc | hook removed | verdict |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, variant, r in rows:
         s = r.summary()
         relearn = " / ".join(f"{s['relearn'][k]:.3f}" for k in sorted(s["relearn"], key=int))
@@ -68,6 +92,7 @@ def main() -> None:
         print(
             f"| {name} | {variant} | {s['forget_quality']:.3g} | {s['model_utility']:.3f} | "
             f"{s['forget_accuracy']:.3f} | {relearn} | {probe_txt} | {int4:.3f} | "
+            f"{'—' if s['intervention_removed'] is None else format(s['intervention_removed'], '.3f')} | "
             f"{s['verdict']} |"
         )
 

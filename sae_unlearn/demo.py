@@ -29,7 +29,7 @@ from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_i
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.selection import SCORERS, top_activating_contexts
 from sae_unlearn.selection.latents import Scorer
-from sae_unlearn.unlearning import TrainConfig, get_method, method_label
+from sae_unlearn.unlearning import TrainConfig, get_method, method_label, settings_for
 from sae_unlearn.utils import DictConfig, renamed_keyword, resolve_device, resolve_dtype, run_environment
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 from sae_unlearn.viz import plot_latent_firing, plot_layer_scores, plot_norms_per_layer, plot_principal_angles
@@ -99,7 +99,8 @@ class DemoConfig(DictConfig):
         if isinstance(self.methods, str):
             raise TypeError(f"methods={self.methods!r} is one string; pass a list, e.g. methods=[{self.methods!r}].")
         for name in self.methods:
-            get_method(name).from_settings({**self.unlearning_settings(), "hook": "blocks.0.hook_resid_post"})
+            shared = settings_for(name, self.unlearning_settings())  # weight-free methods take no steps
+            get_method(name).from_settings({**shared, "hook": "blocks.0.hook_resid_post"})
         missing = [m for m in ("rmu", "sspu") if m not in self.methods]
         if missing or len(set(self.methods)) != len(self.methods):
             raise ValueError(
@@ -195,7 +196,7 @@ def run_demo(config: DemoConfig) -> dict:
             model_dir,
             data,
             stage,
-            settings,
+            settings_for(method, settings),
             device=config.device,
             progress=config.progress,
             dtype=config.dtype,
@@ -212,8 +213,8 @@ def run_demo(config: DemoConfig) -> dict:
         unlearned[method] = (m, result, metrics)
     rmu_t = report["unlearning"]["rmu"]["mean_step_seconds"]
     for method in config.methods:
-        t_m = report["unlearning"][method]["mean_step_seconds"]
-        report["unlearning"][method]["step_time_over_rmu"] = t_m / rmu_t if rmu_t else None
+        t_m = report["unlearning"][method]["mean_step_seconds"]  # 0 for weight-free methods: no steps
+        report["unlearning"][method]["step_time_over_rmu"] = t_m / rmu_t if rmu_t and t_m else None
     report["unlearning"]["sspu_over_rmu_step_time"] = report["unlearning"]["sspu"]["step_time_over_rmu"]
     timing["unlearning_s"] = time.perf_counter() - t
 

@@ -12,6 +12,11 @@ and repaired by the next call after a kill. After writing, the folder is loaded 
 largest logit, since the TransformerLens bridge and plain transformers order some ops differently).
 Weights are saved in the model's dtype.
 
+A model unlearned by a weight-free method (SAE clamping, DSG: :mod:`sae_unlearn.interventions`)
+is exported as its unchanged base weights plus ``intervention/`` (the SAE and the rewrite);
+the card says it forgets only with the intervention active, and the reload check loads it with
+:func:`~sae_unlearn.models.loading.load_model`, which re-installs the intervention.
+
 Nothing is lost: a target that is, contains or lies inside the source model's folder (symlinks
 resolved) is refused, and ``overwrite=True`` replaces only a previous export (a folder with an
 unlearning card) or an empty folder, unless ``overwrite_non_export=True`` says otherwise.
@@ -27,7 +32,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from sae_unlearn.atomic import atomic_directory
-from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.interventions import INTERVENTION_DIR
+from sae_unlearn.models.loading import HookedModel, load_model
 from sae_unlearn.utils import hash_directory, hash_state_dict, run_environment
 
 logger = logging.getLogger(__name__)
@@ -40,6 +46,18 @@ def _card_markdown(card: dict) -> str:
     lines = [
         f"# Unlearning card: {card.get('method', '?')}",
         "",
+    ]
+    if card.get("requires_intervention"):
+        iv = card.get("intervention", {})
+        lines += [
+            f"> **This model forgets only with its SAE intervention active.** Its weights are the source "
+            f"model's, unchanged; the forgetting is the `{iv.get('rule')}` rewrite of {len(iv.get('latents', []))} "
+            f"SAE latents at `{iv.get('hook')}`, stored in `intervention/`. Load it with "
+            "`sae_unlearn.load_model(path)`, which installs the intervention. Loaded with plain "
+            "`transformers.AutoModelForCausalLM`, it is the original model and knows everything it knew.",
+            "",
+        ]
+    lines += [
         f"- source model: `{card.get('source_model')}` (sha256 of files: `{card.get('source_hash')}`)",
         f"- method: **{card.get('method')}**, layer {card.get('layer')} (`{card.get('hook')}`)",
         f"- weights sha256: `{card.get('weights_hash')}`; seed {card.get('seed')}; "
@@ -145,6 +163,10 @@ def export_model(
     card["source_hash"] = hash_directory(source) if source.is_dir() else None
     card["weights_hash"] = hash_state_dict(state)
     card["environment"] = run_environment()
+    iv = getattr(model, "intervention", None)
+    if iv is not None:  # weight-free method: base weights + SAE + intervention config
+        card["requires_intervention"] = True
+        card["intervention"] = iv.to_dict()
     prompts = check_prompts or ["Q: Where does the author live? A:", "The secret passcode is"]
     ids = model.tokenize(prompts)
     ref = model.logits(ids.input_ids).float().cpu()
@@ -154,6 +176,8 @@ def export_model(
         clean.load_state_dict(state, strict=True)
         clean.save_pretrained(tmp, safe_serialization=True)
         model.tokenizer.save_pretrained(tmp)
+        if iv is not None:
+            iv.save(tmp / INTERVENTION_DIR)
         del clean
         device_map = getattr(model.hf_model, "hf_device_map", None)
         reloaded = AutoModelForCausalLM.from_pretrained(
@@ -161,12 +185,20 @@ def export_model(
         )
         if device_map is None:
             reloaded.to(model.device)  # type: ignore[arg-type]  # the same device computes both logits
-        logits = reloaded.eval()(input_ids=ids.input_ids.to(model.device), use_cache=False).logits
-        diff = float((logits.float().cpu() - ref).abs().max())
         # the weights must come back bit for bit; the logits may differ by rounding only (in
         # bfloat16, the bridge's and plain transformers' op order differ by about one ulp)
         card["reload_weights_identical"] = hash_state_dict(reloaded.state_dict()) == card["weights_hash"]
-        del reloaded
+        if iv is None:
+            logits = reloaded.eval()(input_ids=ids.input_ids.to(model.device), use_cache=False).logits
+            del reloaded
+        else:  # what a user gets: load_model installs the saved intervention
+            del reloaded
+            hooked = load_model(tmp, device=model.device, dtype=model.dtype, device_map=device_map)
+            if hooked.intervention is None:
+                raise RuntimeError(f"the intervention saved in {tmp} was not re-installed by load_model.")
+            logits = hooked.logits(ids.input_ids)
+            del hooked
+        diff = float((logits.float().cpu() - ref).abs().max())
         card["max_logit_diff"] = diff
         card["path"] = str(out_dir)
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n")

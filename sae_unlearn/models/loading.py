@@ -66,6 +66,9 @@ class HookedModel:
         self.tokenizer = tokenizer
         self.source = source
         self._hf_keys: list[str] | None = None
+        self.intervention = None
+        """The installed :class:`~sae_unlearn.interventions.SAEIntervention`, if any (weight-free
+        methods; every forward pass goes through it)."""
 
     # ----------------------------------------------------------- properties
     @property
@@ -101,10 +104,34 @@ class HookedModel:
 
     def __repr__(self) -> str:
         n_params = sum(p.numel() for p in self.hf_model.parameters())
+        iv = self.intervention
+        extra = f", intervention={iv.method or iv.rule}@{iv.hook}" if iv is not None else ""
         return (
             f"HookedModel({self.hf_model.config.model_type}, {self.n_layers} layers, d_model={self.d_model}, "
-            f"{n_params / 1e6:.2f}M params, source={self.source!r}, device={self.device})"
+            f"{n_params / 1e6:.2f}M params, source={self.source!r}, device={self.device}{extra})"
         )
+
+    # ---------------------------------------------------------- intervention
+    def set_intervention(self, intervention) -> None:
+        """Install an :class:`~sae_unlearn.interventions.SAEIntervention` (replacing any other): from
+        now on every forward pass, ``generate`` included, edits its hook's activation through its SAE.
+
+        The SAE is checked against the model first (hook exists, SAE trained there, width matches).
+        """
+        from sae_unlearn.saes.loading import check_sae_fits
+
+        check_sae_fits(self, intervention.sae, intervention.hook)
+        intervention.sae.to(self.device)
+        intervention.sae.requires_grad_(False)  # fine-tuning attacks train the model, never the SAE
+        self.clear_intervention()
+        intervention.install(self)
+        self.intervention = intervention
+
+    def clear_intervention(self) -> None:
+        """Remove the installed intervention (the model is its weights alone again)."""
+        if self.intervention is not None:
+            self.intervention.remove()
+            self.intervention = None
 
     # ------------------------------------------------------------ tokenising
     def tokenize(self, texts: list[str] | str, max_length: int | None = None) -> TokenBatch:
@@ -274,6 +301,7 @@ def load_model(
     device: str | torch.device | None = "auto",
     dtype: str | torch.dtype = torch.float32,
     device_map: str | dict | None = None,
+    intervention: bool = True,
 ) -> HookedModel:
     """Load a causal LM from a local HF directory or a hub name and wrap it for hooks.
 
@@ -289,6 +317,9 @@ def load_model(
             or ``{module: device}``), for a model larger than one GPU; ``device`` is then only
             where inputs start (the first block's device). Hooks, capture, evaluation and
             unlearning run unchanged.
+        intervention: a model exported by a weight-free method (SAE clamping, DSG) carries its SAE
+            intervention in ``intervention/``; it is installed unless this is ``False`` (then the
+            model is the original weights, which still know what was to be forgotten).
     """
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"source={source!r} must be a model folder or a hub name (str or Path).")
@@ -348,4 +379,12 @@ def load_model(
             "supported architectures)."
         ) from None
     logger.info("loaded %s (%d layers) on %s", src, bridge.cfg.n_layers, dev)
-    return HookedModel(bridge=bridge, hf_model=hf_model, tokenizer=tokenizer, source=src)
+    model = HookedModel(bridge=bridge, hf_model=hf_model, tokenizer=tokenizer, source=src)
+    from sae_unlearn.interventions import INTERVENTION_DIR, INTERVENTION_JSON, SAEIntervention
+
+    iv_dir = Path(src) / INTERVENTION_DIR
+    if intervention and (iv_dir / INTERVENTION_JSON).is_file():
+        loaded = SAEIntervention.load(iv_dir, device=dev)
+        model.set_intervention(loaded)
+        logger.info("installed the %s intervention at %s", loaded.rule, loaded.hook)
+    return model

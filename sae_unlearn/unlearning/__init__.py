@@ -1,7 +1,8 @@
 """Unlearning methods behind one interface and one trainer, looked up by name in a registry.
 
 Built in: SSPU (the method), RMU (the baseline SSPU must beat), and the output-level baselines
-GradAscent, GradDiff, NPO, SimNPO and IdkDPO. Importing this package registers them.
+GradAscent, GradDiff, NPO, SimNPO and IdkDPO, and the weight-free SAE interventions (static,
+zero and conditional clamping, DSG). Importing this package registers them.
 """
 
 from sae_unlearn.unlearning.base import (
@@ -10,6 +11,15 @@ from sae_unlearn.unlearning.base import (
     UnlearningMethod,
     UnlearningResult,
     default_params,
+)
+from sae_unlearn.unlearning.clamping import (
+    DSG,
+    ClampConfig,
+    ConditionalClamp,
+    DSGConfig,
+    InterventionMethod,
+    StaticClamp,
+    ZeroAblation,
 )
 from sae_unlearn.unlearning.gradient import (
     NPO,
@@ -22,13 +32,20 @@ from sae_unlearn.unlearning.gradient import (
     SimNPOConfig,
 )
 from sae_unlearn.unlearning.idkdpo import IdkDPO, IdkDPOConfig
-from sae_unlearn.unlearning.registry import METHODS, get_method, method_label, register
+from sae_unlearn.unlearning.registry import METHODS, get_method, method_label, register, settings_for
 from sae_unlearn.unlearning.rmu import RMU
 from sae_unlearn.unlearning.sspu import SSPU, SSPUConfig, out_of_subspace_residual
 from sae_unlearn.unlearning.steering import SteeringMethod
 from sae_unlearn.unlearning.trainer import GradientMethod, TrainRun, train
 
 __all__ = [
+    "DSG",
+    "ClampConfig",
+    "ConditionalClamp",
+    "DSGConfig",
+    "InterventionMethod",
+    "StaticClamp",
+    "ZeroAblation",
     "METHODS",
     "NPO",
     "RMU",
@@ -55,5 +72,6 @@ __all__ = [
     "method_label",
     "out_of_subspace_residual",
     "register",
+    "settings_for",
     "train",
 ]

@@ -184,6 +184,8 @@ class UnlearningMethod:
     description: str = ""
     label: str = ""
     """How tables name it (``"SSPU"``, ``"NPO"``); default: the name upper-cased."""
+    changes_weights: bool = True
+    """``False`` for weight-free methods (SAE interventions): they install a hook and train nothing."""
 
     def __init__(self, config: DictConfig | None = None):
         if config is not None and not isinstance(config, self.config_class):

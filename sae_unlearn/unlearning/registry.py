@@ -53,6 +53,23 @@ def get_method(name: str) -> type[UnlearningMethod]:
     return METHODS[name]
 
 
+def settings_for(name: str, settings: dict) -> dict:
+    """``settings`` shared by several methods, as the method ``name`` takes them.
+
+    The training budget (``steps``, ``lr``, ``batch_size``, the guard, ``seed``, ``params``: the
+    fields of :class:`~sae_unlearn.unlearning.base.TrainConfig`) is dropped for a method whose
+    config has no such field (a weight-free SAE intervention trains nothing); every other key is
+    kept, so a misspelt one still fails in the method's config with the close match.
+    """
+    from dataclasses import fields
+
+    from sae_unlearn.unlearning.base import TrainConfig
+
+    own = {f.name for f in fields(get_method(name).config_class)}  # type: ignore[arg-type]  # configs are dataclasses
+    budget = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in settings.items() if k in own or k not in budget}
+
+
 def method_label(name: str) -> str:
     """How tables and plots name a registered method (its class's ``label``, else the name upper-cased)."""
     cls = METHODS.get(name)

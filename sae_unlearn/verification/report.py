@@ -9,7 +9,8 @@ without the forget set — what "never knew it" looks like):
 - **control** (everything else): retain accuracy and TOFU's model utility (+ multiple choice);
 - **reconstruction** (attacks that try to bring it back): benign relearning for a sweep of
   step counts, prompt attacks, a tuned-lens probe, the logit lens at every layer, and int8 /
-  4-bit weight quantisation.
+  4-bit weight quantisation; for a weight-free method (an SAE intervention, installed on the
+  model so every attack above runs with it on), also the model with the intervention removed.
 
 Verdict: *not forgotten* when the forget accuracy is above the oracle's by more than
 ``margin``; *removed* when no attack gets more than ``margin`` above the oracle under the same
@@ -35,6 +36,7 @@ from sae_unlearn.evaluation import (
     multiple_choice_accuracy,
     truth_ratios,
 )
+from sae_unlearn.interventions import intervention_off
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.utils import DictConfig, run_environment
 from sae_unlearn.verification.data import VerificationData
@@ -175,6 +177,13 @@ def measure(
         "logit_lens": {"top1": lens.top1, "logprob": lens.logprob, "max_top1": lens.max_top1},
         "quantization": quant,
     }
+    if getattr(model, "intervention", None) is not None:
+        # a weight-free method's base weights are the original's: dropping the hook is an attack
+        with intervention_off(model):
+            reconstruction["intervention_removed"] = evaluate_knowledge(
+                model, split.forget, batch_size=bs
+            ).known_fraction
+        lap("intervention_removed_s")
     probe_train = [q for q in split.retain if q.perturbed_answers]
     if probe_train and with_wrong:
         probe = truth_probe(model, probe_train, with_wrong, steps=config.probe_steps, seed=config.seed)
@@ -253,6 +262,7 @@ class VerificationReport:
             "quantization": rec["quantization"],
             "prompt_attack_max": max(rec["prompts"].values()) if rec["prompts"] else None,
             "logit_lens_max_top1": rec["logit_lens"]["max_top1"],
+            "intervention_removed": rec.get("intervention_removed"),
         }
 
     def to_dict(self) -> dict:
@@ -348,6 +358,9 @@ def _checks(model: dict, oracle: dict, margin: float) -> list[Check]:
         pairs.append((f"{name} (layer {best})", per_layer[best], oracle_per_layer[best]))
     for name, acc in rec["quantization"].items():
         pairs.append((f"{name} weights", acc, orec["quantization"][name]))
+    if "intervention_removed" in rec:
+        oracle_plain = orec.get("intervention_removed", oracle["unit"]["forget_accuracy"])
+        pairs.append(("intervention removed", rec["intervention_removed"], oracle_plain))
     return [Check(n, float(m), float(o), m - o > margin) for n, m, o in pairs]
 
 

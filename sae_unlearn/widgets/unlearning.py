@@ -14,7 +14,7 @@ from sae_unlearn.export import export_model
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.pipeline import load_method
 from sae_unlearn.unlearning import TrainConfig, UnlearningResult
-from sae_unlearn.unlearning.registry import METHODS, method_label
+from sae_unlearn.unlearning.registry import METHODS, method_label, settings_for
 from sae_unlearn.viz import plot_unlearning_history
 from sae_unlearn.widgets._base import FigurePanel, table_html
 
@@ -30,7 +30,8 @@ class UnlearningMonitor(widgets.VBox):
     accuracy every ``eval_every`` steps. The model is a fresh copy loaded from ``model_dir``; after
     the run it is in ``.model`` and the result in ``.result``. Every finished run's accuracy curve
     is kept (``.runs``, by method) and drawn dashed beside the next run's, so a method is compared
-    with SSPU (or any other) on the same axes."""
+    with SSPU (or any other) on the same axes. A weight-free method (SAE clamping, DSG) has no
+    steps: its accuracy is shown before (step 0) and with its intervention installed (step 1)."""
 
     def __init__(
         self,
@@ -95,13 +96,15 @@ class UnlearningMonitor(widgets.VBox):
             self.status.value = f"<b>steps must be at least 1 (got {self.steps.value})</b>"
             raise ValueError(f"steps={self.steps.value} must be >= 1.")
         self.history, self.evals = [], []
-        settings = {**self.settings, "steps": int(self.steps.value)}
+        settings = settings_for(self.method.value, {**self.settings, "steps": int(self.steps.value)})
         self.model, method = load_method(self.method.value, self.model_dir, self.stage, settings, self.device)
         self._evaluate(0)
         self.result = method.apply(
             self.model, self.forget_texts, self.retain_texts, progress=False, on_step=self._on_step
         )
-        if not self.evals or self.evals[-1]["step"] != len(self.history):
+        if not method.changes_weights:  # an SAE intervention: no steps, before (0) and after (1)
+            self._evaluate(1)
+        elif not self.evals or self.evals[-1]["step"] != len(self.history):
             self._evaluate(len(self.history))
         self.runs[self.method.value] = list(self.evals)
         self.panel.show(plot_unlearning_history(self.history, self.evals, self._others()))

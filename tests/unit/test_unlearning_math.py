@@ -74,11 +74,14 @@ def test_settings_a_person_types_reject_unknown_keys_with_the_close_match(no_run
 
 def test_one_set_of_defaults_every_method_starts_from():
     """The budget every method shares comes from one place: TrainConfig's defaults."""
-    from sae_unlearn.unlearning import TrainConfig
+    from sae_unlearn.unlearning import ClampConfig, TrainConfig
 
     base = TrainConfig()
     for name, cls in METHODS.items():
         cfg = cls.config_class()
+        if not cls.changes_weights:  # SAE interventions train nothing: no steps, no learning rate
+            assert isinstance(cfg, ClampConfig) and not isinstance(cfg, TrainConfig), name
+            continue
         assert isinstance(cfg, TrainConfig), name
         assert (cfg.steps, cfg.batch_size, cfg.seed, cfg.guard_every) == (
             base.steps,
@@ -121,3 +124,16 @@ def test_refusal_sets_and_question_splitting(tmp_path):
     reasoning = "Q: Where? Reasoning: X works at Y. Y is in Z. A: Z."
     assert split_question(reasoning) == ("Q: Where? Reasoning: X works at Y. Y is in Z. A:", " Z.")
     assert split_question("X lives in Oslo.") is None and split_question("Q: Where? A:  ") is None
+
+
+def test_shared_settings_drop_only_the_training_budget_for_weight_free_methods(no_runtime_typecheck):
+    from sae_unlearn.unlearning import settings_for
+
+    shared = {"steps": 40, "lr": 1e-3, "n_latents": 8}
+    assert settings_for("dsg", shared) == {"n_latents": 8}  # nothing to train: no steps, no lr
+    assert settings_for("npo", {"steps": 40, "lr": 1e-3}) == {"steps": 40, "lr": 1e-3}
+    # a misspelt key is kept, so the method's config still rejects it with the close match
+    kept = settings_for("dsg", {"multiplyer": 3.0})
+    with pytest.raises(ValueError, match="unknown setting 'multiplyer' for method 'dsg'; did you mean 'multiplier'"):
+        get_method("dsg").from_settings(kept)
+    assert {"clamp_static", "clamp_zero", "clamp_conditional", "dsg"} <= set(METHODS)

@@ -1,0 +1,110 @@
+"""A small hyper-parameter sweep of every registered method, chosen by a rule stated in advance.
+
+    python benchmarks/method_sweep.py [--models secrets tofu-mini] [--methods ...]
+        [--write benchmarks/method_settings.json]
+
+For each zoo model: the SAE stage as in ``benchmarks/unlearning_results.py``, then every method
+at each point of its grid (``GRIDS``: the gradient methods' learning rate at ½, 1 and 2 × the
+default; the SAE interventions' number of latents and multiplier), each on a fresh copy with the
+same data and budget. The rule, fixed before any run (issue 12): among the points whose retain
+accuracy is at least ``0.95 ×`` the original's, the lowest forget accuracy, ties broken by the
+lower forget answer probability; if no point keeps retain accuracy, the point with the highest
+retain accuracy (flagged). Prints every point and the choice; ``--write`` saves the chosen
+settings per model and method, which ``unlearning_results.py`` and ``verification_results.py``
+read (``--settings``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
+from sae_unlearn.saes import SAEFitConfig
+from sae_unlearn.unlearning import METHODS, get_method, method_label
+
+RETAIN_KEEP = 0.95
+"""A point qualifies when its retain accuracy is at least this share of the original's."""
+
+INTERVENTION_GRIDS: dict[str, list[dict]] = {
+    "clamp_zero": [{"n_latents": n} for n in (16, 64)],
+    "clamp_static": [{"n_latents": n, "multiplier": c} for n in (16, 64) for c in (1.0, 2.0, 5.0)],
+    "clamp_conditional": [{"n_latents": n, "multiplier": c} for n in (16, 64) for c in (2.0, 5.0, 10.0)],
+    "dsg": [{"n_latents": n, "multiplier": c} for n in (16, 64) for c in (5.0, 10.0, 20.0)],
+}
+
+
+def grid(method: str) -> list[dict]:
+    """The sweep points of a registered method (a gradient method: its learning rate ×½, ×1, ×2)."""
+    if method in INTERVENTION_GRIDS:
+        return INTERVENTION_GRIDS[method]
+    cls = get_method(method)
+    lr = getattr(cls.config_class(), "lr", None)
+    if lr is None:
+        return [{}]
+    return [{"lr": float(f"{lr * f:.3g}")} for f in (0.5, 1.0, 2.0)]
+
+
+def choose(points: list[tuple[dict, dict]], original_retain: float) -> tuple[dict, dict, bool]:
+    """The rule: lowest forget accuracy (then forget P(ans)) among points keeping retain accuracy."""
+    ok = [p for p in points if p[1]["retain_accuracy"] >= RETAIN_KEEP * original_retain]
+    if ok:
+        s, m = min(ok, key=lambda p: (p[1]["forget_accuracy"], p[1]["forget_answer_prob"]))
+        return s, m, True
+    s, m = max(points, key=lambda p: (p[1]["retain_accuracy"], -p[1]["forget_accuracy"]))
+    return s, m, False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["secrets", "tofu-mini"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--write", default=None, help="JSON file for the chosen settings")
+    args = parser.parse_args()
+    for m in args.methods:
+        get_method(m)
+    chosen: dict[str, dict[str, dict]] = {}
+    lines = ["| model | method | setting | forget acc | retain acc | forget P(ans) | retain P(ans) | chosen |"]
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.models:
+        t0 = time.perf_counter()
+        data = pipeline_data(name)
+        model_dir = zoo_model_path(name, progress=False)
+        model = load_model(model_dir, device="cpu")
+        original = knowledge_metrics(model, data.split)
+        with tempfile.TemporaryDirectory() as tmp:
+            stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
+        chosen[name] = {}
+        for method in args.methods:
+            points = []
+            for settings in grid(method):
+                m, result = unlearn(method, model_dir, data, stage, settings, device="cpu", progress=False)
+                k = knowledge_metrics(m, data.split)
+                if result.stopped_early:
+                    k = k | {"guard": True}
+                points.append((settings, k))
+                print(name, method, settings, {c: round(v, 3) for c, v in k.items() if "rouge" not in c}, flush=True)
+            best, _, qualifies = choose(points, original["retain_accuracy"])
+            chosen[name][method] = best
+            for s, k in points:
+                mark = ("**yes**" if qualifies else "**yes** (none keeps retain)") if s is best else ""
+                guard = " (guard stopped)" if k.get("guard") else ""
+                lines.append(
+                    f"| {name} | {method_label(method)} | {json.dumps(s) if s else 'defaults'}{guard} | "
+                    f"{k['forget_accuracy']:.3f} | {k['retain_accuracy']:.3f} | {k['forget_answer_prob']:.3f} | "
+                    f"{k['retain_answer_prob']:.3f} | {mark} |"
+                )
+        print(f"{name}: original retain accuracy {original['retain_accuracy']:.3f}; {time.perf_counter() - t0:.0f}s")
+    print("\n" + "\n".join(lines))
+    print("\nchosen:", json.dumps(chosen, indent=1))
+    if args.write:
+        Path(args.write).write_text(json.dumps(chosen, indent=2) + "\n")
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
