@@ -187,5 +187,6 @@ fig
 # bring forget accuracy to the oracle's, but relearning on the forget people's other facts and the tuned-lens probe
 # bring the held-out facts back well beyond the oracle — the fact is hidden, not gone. The SAE interventions are the
 # plainest case: their base weights are the original's, so removing the hook restores everything; with the hook on they
-# also trade retain accuracy for forgetting far less favourably than the gradient methods on these small SAEs. Which
-# method *hides best* differs by attack; the full-budget numbers and the sweep are in `benchmarks/README.md`.
+# also trade retain accuracy for forgetting far less favourably than RMU and SSPU (on tofu-mini static clamping is level
+# with NPO and SimNPO; on secrets every intervention still answers most forget questions). Which method *hides best*
+# differs by attack; the full-budget numbers and the sweep are in `benchmarks/README.md`.
