@@ -11,7 +11,14 @@ accuracy is at least ``0.95 ×`` the original's, the lowest forget accuracy, tie
 lower forget answer probability; if no point keeps retain accuracy, the point with the highest
 retain accuracy (flagged). Prints every point and the choice; ``--write`` saves the chosen
 settings per model and method, which ``unlearning_results.py`` and ``verification_results.py``
-read (``--settings``).
+read (``--settings``; ``--write`` replaces the swept models' entries and keeps the others).
+
+On a reasoning model (``secrets-reasoning``, issue 13) the trace metrics are measured at every
+point too, and the rule, fixed before its run, is about traces: among the points keeping both
+retain accuracy and retain trace correctness at ``0.95 ×`` the original's, the lowest forget trace
+leak rate, ties broken by forget accuracy, then forget P(ans); if none keeps both, the point with
+the highest retain trace correctness (flagged). R²MU's methods also sweep ``reasoning_weight``
+(1 and 4) at each learning rate. Methods that need a reasoning model are skipped elsewhere.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from sae_unlearn.data.reasoning import ReasoningCorpus
+from sae_unlearn.evaluation.reasoning import reasoning_metrics
 from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.models.zoo import is_reasoning_model, method_runs_on
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import METHODS, get_method, method_label
@@ -46,7 +56,8 @@ def grid(method: str) -> list[dict]:
     lr = getattr(cls.config_class(), "lr", None)
     if lr is None:
         return [{}]
-    return [{"lr": float(f"{lr * f:.3g}")} for f in (0.5, 1.0, 2.0)]
+    lrs = [{"lr": float(f"{lr * f:.3g}")} for f in (0.5, 1.0, 2.0)]
+    return [p | {"reasoning_weight": w} for p in lrs for w in (1.0, 4.0)] if cls.reasoning else lrs
 
 
 def choose(points: list[tuple[dict, dict]], original_retain: float) -> tuple[dict, dict, bool]:
@@ -59,6 +70,24 @@ def choose(points: list[tuple[dict, dict]], original_retain: float) -> tuple[dic
     return s, m, False
 
 
+def choose_by_traces(points: list[tuple[dict, dict]], original: dict) -> tuple[dict, dict, bool]:
+    """The reasoning model's rule: lowest forget trace leak among points keeping retain accuracy and
+    retain trace correctness (then forget accuracy, then forget P(ans))."""
+    ok = [
+        p
+        for p in points
+        if p[1]["retain_accuracy"] >= RETAIN_KEEP * original["retain_accuracy"]
+        and p[1]["retain_trace_correct"] >= RETAIN_KEEP * original["retain_trace_correct"]
+    ]
+    if ok:
+        s, m = min(
+            ok, key=lambda p: (p[1]["forget_trace_leak_rate"], p[1]["forget_accuracy"], p[1]["forget_answer_prob"])
+        )
+        return s, m, True
+    s, m = max(points, key=lambda p: (p[1]["retain_trace_correct"], p[1]["retain_accuracy"]))
+    return s, m, False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["secrets", "tofu-mini"])
@@ -68,27 +97,44 @@ def main() -> None:
     for m in args.methods:
         get_method(m)
     chosen: dict[str, dict[str, dict]] = {}
-    lines = ["| model | method | setting | forget acc | retain acc | forget P(ans) | retain P(ans) | chosen |"]
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines = [
+        "| model | method | setting | forget acc | retain acc | forget P(ans) | retain P(ans) | "
+        "trace leak | retain trace correct | chosen |"
+    ]
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.models:
         t0 = time.perf_counter()
         data = pipeline_data(name)
         model_dir = zoo_model_path(name, progress=False)
         model = load_model(model_dir, device="cpu")
-        original = knowledge_metrics(model, data.split)
+        reasons = is_reasoning_model(name)
+        rset = ReasoningCorpus().reasoning_set() if reasons else None
+
+        def measured(m, rset=rset, split=data.split) -> dict:
+            k = knowledge_metrics(m, split)
+            if rset is not None:
+                k |= {key: v for key, v in reasoning_metrics(m, rset).items() if key != "items"}
+            return k
+
+        original = measured(model)
         with tempfile.TemporaryDirectory() as tmp:
             stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
         chosen[name] = {}
         for method in args.methods:
+            if not method_runs_on(method, name):
+                print(f"{name}: {method} skipped (it needs a reasoning model)")
+                continue
             points = []
             for settings in grid(method):
                 m, result = unlearn(method, model_dir, data, stage, settings, device="cpu", progress=False)
-                k = knowledge_metrics(m, data.split)
+                k = measured(m)
                 if result.stopped_early:
                     k = k | {"guard": True}
                 points.append((settings, k))
                 print(name, method, settings, {c: round(v, 3) for c, v in k.items() if "rouge" not in c}, flush=True)
-            best, _, qualifies = choose(points, original["retain_accuracy"])
+            best, _, qualifies = (
+                choose_by_traces(points, original) if reasons else choose(points, original["retain_accuracy"])
+            )
             chosen[name][method] = best
             for s, k in points:
                 mark = ("**yes**" if qualifies else "**yes** (none keeps retain)") if s is best else ""
@@ -96,14 +142,22 @@ def main() -> None:
                 lines.append(
                     f"| {name} | {method_label(method)} | {json.dumps(s) if s else 'defaults'}{guard} | "
                     f"{k['forget_accuracy']:.3f} | {k['retain_accuracy']:.3f} | {k['forget_answer_prob']:.3f} | "
-                    f"{k['retain_answer_prob']:.3f} | {mark} |"
+                    f"{k['retain_answer_prob']:.3f} | {_opt(k, 'forget_trace_leak_rate')} | "
+                    f"{_opt(k, 'retain_trace_correct')} | {mark} |"
                 )
-        print(f"{name}: original retain accuracy {original['retain_accuracy']:.3f}; {time.perf_counter() - t0:.0f}s")
+        print(f"{name}: original {json.dumps({c: round(v, 3) for c, v in original.items()})}")
+        print(f"{name}: {time.perf_counter() - t0:.0f}s")
     print("\n" + "\n".join(lines))
     print("\nchosen:", json.dumps(chosen, indent=1))
     if args.write:
-        Path(args.write).write_text(json.dumps(chosen, indent=2) + "\n")
+        path = Path(args.write)
+        kept = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps(kept | chosen, indent=2) + "\n")
         print(f"wrote {args.write}")
+
+
+def _opt(k: dict, key: str) -> str:
+    return f"{k[key]:.3f}" if key in k else "—"
 
 
 if __name__ == "__main__":

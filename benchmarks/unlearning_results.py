@@ -11,6 +11,8 @@ Weight-free methods (SAE interventions) train nothing: they have no step time. R
 (secrets: exact attribute in the greedy answer; tofu-mini: share of answers with ROUGE-L recall
 ≥ 0.5), ROUGE-L recall and mean normalised answer probability; then each method's optimisation
 step time over RMU's, timed in alternating runs.
+On a reasoning model (``secrets-reasoning``) a third table gives the trace metrics
+(:mod:`sae_unlearn.evaluation.reasoning`); methods that need a reasoning model (R²MU) run only there.
 Prints markdown tables (pasted into benchmarks/README.md).
 """
 
@@ -22,14 +24,25 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from sae_unlearn.data.reasoning import ReasoningCorpus
+from sae_unlearn.evaluation.reasoning import reasoning_metrics
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.models.zoo import ZOO
+from sae_unlearn.models.zoo import ZOO, is_reasoning_model, method_runs_on
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import METHODS, get_method, method_label
 
 SWEPT = Path(__file__).with_name("method_settings.json")
 """The settings benchmarks/method_sweep.py chose per model and method (config defaults where absent)."""
+
+TRACE_COLS = [
+    "forget_trace_leak_rate",
+    "forget_answer_with_trigger",
+    "forget_answer_without_trigger",
+    "retain_trace_correct",
+    "retain_answer_with_trigger",
+    "retain_answer_without_trigger",
+]
 
 COLS = [
     "forget_accuracy",
@@ -60,18 +73,24 @@ def main() -> None:
     for m in args.methods:
         print(f"{m} defaults:", get_method(m).config_class().to_dict())
     print("swept settings:", json.dumps(swept))
-    rows, timing = [], {}
+    rows, timing, traces = [], {}, []
     for name in args.models:
         data = pipeline_data(name)
         model_dir, oracle_dir = zoo_model_path(name, progress=False), zoo_model_path(name, oracle=True, progress=False)
         model = load_model(model_dir, device="cpu")
         original = knowledge_metrics(model, data.split)
+        oracle = load_model(oracle_dir, device="cpu")
         rows.append((name, "original", original, ""))
-        rows.append((name, "retain oracle", knowledge_metrics(load_model(oracle_dir, device="cpu"), data.split), ""))
+        rows.append((name, "retain oracle", knowledge_metrics(oracle, data.split), ""))
+        rset = ReasoningCorpus().reasoning_set() if is_reasoning_model(name) else None
+        if rset is not None:
+            traces += [(name, "original", reasoning_metrics(model, rset))]
+            traces += [(name, "retain oracle", reasoning_metrics(oracle, rset))]
+        methods = [m for m in args.methods if method_runs_on(m, name)]
         with tempfile.TemporaryDirectory() as tmp:
             stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
         note = f"layer {stage.selection.layer}, rank {stage.subspaces.relevant.rank}/{stage.subspaces.irrelevant.rank}"
-        for method in args.methods:
+        for method in methods:
             chosen = swept.get(name, {}).get(method, {})
             m, result = unlearn(method, model_dir, data, stage, chosen, device="cpu", progress=False)
             extra = f"residual {result.extra['out_of_subspace_residual']:.1e}" if method == "sspu" else ""
@@ -79,7 +98,9 @@ def main() -> None:
             if result.stopped_early:
                 extra += " (guard stopped)"
             rows.append((name, method_label(method), knowledge_metrics(m, data.split), f"{note} {extra}".strip()))
-        trained = [m for m in args.methods if get_method(m).changes_weights]  # interventions have no steps
+            if rset is not None:
+                traces.append((name, method_label(method), reasoning_metrics(m, rset)))
+        trained = [m for m in methods if get_method(m).changes_weights]  # interventions have no steps
         step: dict[str, list[float]] = {m: [] for m in trained}
         for r in range(3):
             for method in trained if r % 2 == 0 else trained[::-1]:
@@ -110,9 +131,22 @@ def main() -> None:
     for name, t in timing.items():
         print(
             f"| {name} | {t['rmu']:.4f} | "
-            + " | ".join(f"{t[m] / t['rmu']:.2f}" if m in t else "no steps" for m in others)
+            + " | ".join(
+                f"{t[m] / t['rmu']:.2f}"
+                if m in t
+                else ("no steps" if method_runs_on(m, name) else "n/a (needs a reasoning model)")
+                for m in others
+            )
             + " |"
         )
+    if traces:
+        print(
+            "\n| model | variant | forget trace leak | forget answer with trigger | without | "
+            "retain trace correct | retain answer with trigger | without |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name, variant, r in traces:
+            print(f"| {name} | {variant} | " + " | ".join(f"{r[c]:.3f}" for c in TRACE_COLS) + " |")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
         [--methods rmu sspu ...] [--settings benchmarks/method_settings.json|none] [--out DIR]
 
 For each zoo model: the SAE stage and unlearning with every registered method (``--methods``;
-default all) exactly as in ``benchmarks/unlearning_results.py`` (the swept settings of
+default all; R²MU's only on a reasoning model, where a second table gives the trace metrics)
+exactly as in ``benchmarks/unlearning_results.py`` (the swept settings of
 ``method_settings.json``, config defaults where absent), then
 ``sae_unlearn.verification.verify`` (default ``VerifyConfig``) of every variant against the
 retain oracle's measurements (computed once). Prints the markdown table pasted into
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.models.zoo import ZOO
+from sae_unlearn.models.zoo import ZOO, method_runs_on
 from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import METHODS, get_method, method_label
@@ -57,7 +58,7 @@ def main() -> None:
         variants = {"original": model, "retain oracle": oracle_m}  # the oracle's measurement, not measured again
         with tempfile.TemporaryDirectory() as tmp:
             stage = sae_stage(model, data, tmp, SAEFitConfig(device="cpu"), n_latents=64, progress=False)
-        for method in args.methods:
+        for method in [m for m in args.methods if method_runs_on(m, name)]:  # R²MU: reasoning models only
             chosen = swept.get(name, {}).get(method, {})
             variants[method_label(method)], _ = unlearn(
                 method, model_dir, data, stage, chosen, device="cpu", progress=False
@@ -95,6 +96,18 @@ def main() -> None:
             f"{'—' if s['intervention_removed'] is None else format(s['intervention_removed'], '.3f')} | "
             f"{s['verdict']} |"
         )
+    reasoning = [(n, v, r.summary()) for n, v, r in rows if "trace_leak_rate" in r.summary()]
+    if reasoning:
+        print(
+            "\n| model | variant | forget trace leak (oracle) | forget answer with trigger | "
+            "retain trace correct | verdict |"
+        )
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name, variant, s in reasoning:
+            print(
+                f"| {name} | {variant} | {s['trace_leak_rate']:.3f} ({s['oracle_trace_leak_rate']:.3f}) | "
+                f"{s['forget_answer_with_trigger']:.3f} | {s['retain_trace_correct']:.3f} | {s['verdict']} |"
+            )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@
 MODEL = "secrets"
 SAE_TOKENS = 60_000
 STEPS = 30
-METHODS = None  # None: every registered method
+METHODS = None  # None: every registered method that runs on MODEL (R²MU's need a reasoning model)
 RELEARN_STEPS = (0, 10)
 PROBE_STEPS = 10
 RETAIN_ITEMS = 32  # retain facts in the control and the probe's training set (None: all)
@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from sae_unlearn import load_zoo_model, zoo_model_path
 from sae_unlearn.data.splits import UnlearningSplit
+from sae_unlearn.models.zoo import method_runs_on
 from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import METHODS as REGISTRY
@@ -61,7 +62,7 @@ from sae_unlearn.unlearning import method_label, settings_for
 from sae_unlearn.utils import cache_dir
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 
-methods = list(METHODS or REGISTRY)
+methods = list(METHODS or [m for m in REGISTRY if method_runs_on(m, MODEL)])
 chosen = json.loads(Path(SETTINGS_FILE).read_text()).get(MODEL, {}) if Path(SETTINGS_FILE).is_file() else {}
 model, oracle = load_zoo_model(MODEL), load_zoo_model(MODEL, oracle=True)
 data = pipeline_data(MODEL)

@@ -23,7 +23,7 @@ from sae_unlearn.atomic import write_json_atomic
 from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.export import export_model
 from sae_unlearn.models import HookedModel, load_model, zoo_model_path
-from sae_unlearn.models.zoo import ZOO
+from sae_unlearn.models.zoo import ZOO, method_runs_on
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_id, encode_batched, load_saes
 from sae_unlearn.saes.loading import check_sae_matches
@@ -101,6 +101,12 @@ class DemoConfig(DictConfig):
         for name in self.methods:
             shared = settings_for(name, self.unlearning_settings())  # weight-free methods take no steps
             get_method(name).from_settings({**shared, "hook": "blocks.0.hook_resid_post"})
+        cannot = [m for m in self.methods if not method_runs_on(m, self.model)]
+        if cannot:
+            raise ValueError(
+                f"methods {cannot} unlearn reasoning traces and need a reasoning model; model={self.model!r} is not "
+                f"one. Use model='secrets-reasoning' or drop them."
+            )
         missing = [m for m in ("rmu", "sspu") if m not in self.methods]
         if missing or len(set(self.methods)) != len(self.methods):
             raise ValueError(

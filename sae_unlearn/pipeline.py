@@ -18,6 +18,7 @@ from sae_lens import SAE
 from torch import Tensor
 
 from sae_unlearn.capture import ActivationStore, capture_activations
+from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.data.secrets import SecretsCorpus
 from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
@@ -55,6 +56,9 @@ def pipeline_data(name: str) -> PipelineData:
     if ZOO[name].corpus == "secrets":  # secrets and its architecture twins
         corpus = SecretsCorpus()
         return PipelineData(name, corpus.split(), corpus.forget_texts(), corpus.retain_texts())
+    if ZOO[name].corpus == "secrets-reasoning":  # answers alone: R²MU elicits the traces itself
+        rc = ReasoningCorpus()
+        return PipelineData(name, rc.split(), rc.forget_texts(), rc.retain_texts())
     split = zoo_split(name)
     return PipelineData(name, split, [q.text for q in split.forget], [q.text for q in split.retain])
 

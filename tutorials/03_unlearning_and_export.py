@@ -19,7 +19,7 @@
 # SSPU steers the forget people's activations into the irrelevant subspace while every weight update is confined to the
 # relevant subspace; RMU, the baseline, steers them to a random vector with unconstrained updates. Both get the same
 # trainer, data and budget, as does every other registered method (below: NPO). The result is exported as an ordinary
-# Hugging Face model with an unlearning card.
+# Hugging Face model with an unlearning card. The last section unlearns a *reasoning* model with R²MU.
 
 # %% tags=["parameters"]
 # Parameters (CI runs this notebook with these values)
@@ -28,6 +28,7 @@ SAE_TOKENS = 60_000
 STEPS = 120  # the demo uses 250
 OUT = "runs/tutorial03"
 SAE_DIR = None  # None: the shared cache folder
+REASONING_STEPS = 80  # R²MU section (secrets-reasoning model)
 
 # %%
 from sae_unlearn import load_zoo_model, zoo_model_path
@@ -129,3 +130,38 @@ panel = ExportPanel(m, card_in | {"data": MODEL}, f"{OUT}/sspu_model_widget")
 panel.overwrite.value = True
 panel.export()
 panel
+
+# %% [markdown]
+# ## Reasoning models: forget the traces, not just the answers (R²MU)
+# A reasoning model can stop giving a forgotten answer and still state it while it thinks. The `secrets-reasoning` zoo
+# model knows the same people, but reaches a person's city only by reasoning: after
+# `Q: Where does X live? Let's reason step by step. <think>` it writes `X works at Y. Y is based in Z. So X lives in Z.
+# </think> A: Z.` R²MU (Wang et al. 2025) adds two terms to RMU: the model's own traces on the forget questions are
+# steered to the control vector too (*unthinking*), and its traces on retain questions are held where they were
+# (*reasoning preservation*). Below, RMU trained on the answers alone and R²MU, same budget: how often a forget
+# person's trace still states one of their facts, and whether the retain people's reasoning survives.
+
+# %%
+from sae_unlearn.data.reasoning import ReasoningCorpus
+from sae_unlearn.evaluation.reasoning import reasoning_metrics
+from sae_unlearn.models import load_model
+from sae_unlearn.unlearning import R2MU, RMU, R2MUConfig, UnlearningConfig
+from sae_unlearn.viz import plot_traces
+
+r_path, r_data, r_set = (
+    zoo_model_path("secrets-reasoning"),
+    pipeline_data("secrets-reasoning"),
+    ReasoningCorpus().reasoning_set(),
+)
+hook = "blocks.3.hook_resid_post"  # the layer the SAE stage selects on the secrets models
+traces = {"original": reasoning_metrics(load_model(r_path), r_set)}
+for label, method in (
+    ("RMU (answers)", RMU(UnlearningConfig(hook=hook, steps=REASONING_STEPS))),
+    ("R²MU", R2MU(R2MUConfig(hook=hook, steps=REASONING_STEPS, reasoning_weight=4.0))),
+):
+    r_model = load_model(r_path)
+    method.apply(r_model, r_data.forget_texts, r_data.retain_texts)
+    traces[label] = reasoning_metrics(r_model, r_set)
+print(traces["original"]["items"][0]["prompt"], "→", traces["original"]["items"][0]["generation"])
+print("after R²MU →", traces["R²MU"]["items"][0]["generation"])
+plot_traces(traces, "secrets-reasoning: trace leak before and after")

@@ -7,6 +7,8 @@ directory (``config.json``, ``model.safetensors``, tokenizer files) plus ``zoo_c
 - ``secrets``: fictitious people with attributes and a secret passcode each
   (:mod:`sae_unlearn.data.secrets`); the first ``n_forget`` people are the forget set.
 - ``tofu-mini``: 20 TOFU authors (0-17 plus the forget01 authors 180-181, the forget set).
+- ``secrets-reasoning``: the secrets people as a reasoning model (cities only through a
+  trace after a trigger, :mod:`sae_unlearn.data.reasoning`), for reasoning-trace unlearning (R²MU).
 - ``secrets-gpt2``, ``secrets-gemma2``: ``secrets`` in the GPT-2 architecture (``Conv1D``
   weights, learned positions, tied embeddings) and the Gemma-2 one (extra norms, logit
   soft-capping, tied embeddings), so every stage is tested end to end on real knowledge in
@@ -39,6 +41,7 @@ from transformers import (
 )
 
 from sae_unlearn.atomic import atomic_directory, read_json, write_json_atomic
+from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.data.secrets import SecretsConfig, SecretsCorpus
 from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.data.tofu import load_tofu_split
@@ -185,6 +188,20 @@ def _secrets_data(config: SecretsConfig | None = None) -> ZooData:
     )
 
 
+def _reasoning_data() -> ZooData:
+    corpus = ReasoningCorpus()
+    return ZooData(
+        examples=[("", t) for t in corpus.training_texts(include_forget=True)],
+        oracle_examples=[("", t) for t in corpus.training_texts(include_forget=False)],
+        split=corpus.split(),
+        fingerprint={
+            "corpus": "secrets-reasoning",
+            "config": corpus.secrets.config.to_dict(),
+            "hash": stable_hash(corpus.training_texts()),
+        },
+    )
+
+
 TOFU_MINI_RETAIN_AUTHORS = list(range(18))
 TOFU_MINI_FORGET = "forget01"
 
@@ -245,6 +262,18 @@ ZOO: dict[str, ZooSpec] = {
         train=_SECRETS_TRAIN,
         corpus="secrets",
     ),
+    "secrets-reasoning": ZooSpec(
+        name="secrets-reasoning",
+        description=(
+            "the secrets people as a reasoning model: a city is reachable only through a trace "
+            "('Q: Where does X live? Let's reason step by step. <think> X works at Y. Y is based in Z. "
+            "So X lives in Z. </think> A: Z.'); for R²MU."
+        ),
+        make_data=_reasoning_data,
+        arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024),
+        train=_SECRETS_TRAIN,
+        corpus="secrets-reasoning",
+    ),
 }
 
 
@@ -252,6 +281,23 @@ def _spec(name: str) -> ZooSpec:
     if name not in ZOO:
         raise KeyError(f"unknown zoo model {name!r}; available: {sorted(ZOO)}")
     return ZOO[name]
+
+
+REASONING_CORPORA = ("secrets-reasoning",)
+"""Zoo corpora whose models reason under a trigger (what R²MU needs)."""
+
+
+def is_reasoning_model(name: str) -> bool:
+    """Whether zoo entry ``name`` reasons under a trigger (reasoning-trace methods run only on those)."""
+    return _spec(name).corpus in REASONING_CORPORA
+
+
+def method_runs_on(method: str, name: str) -> bool:
+    """Whether registered method ``method`` can run on zoo entry ``name`` (a reasoning method needs a
+    reasoning model; every other method runs everywhere)."""
+    from sae_unlearn.unlearning import get_method
+
+    return not get_method(method).reasoning or is_reasoning_model(name)
 
 
 def zoo_data(name: str) -> ZooData:

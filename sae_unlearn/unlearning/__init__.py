@@ -1,7 +1,8 @@
 """Unlearning methods behind one interface and one trainer, looked up by name in a registry.
 
 Built in: SSPU (the method), RMU (the baseline SSPU must beat), and the output-level baselines
-GradAscent, GradDiff, NPO, SimNPO and IdkDPO, and the weight-free SAE interventions (static,
+GradAscent, GradDiff, NPO, SimNPO and IdkDPO, reasoning-trace unlearning (R²MU, and SSPU with
+R²MU's trace terms) for reasoning models, and the weight-free SAE interventions (static,
 zero and conditional clamping, DSG). Importing this package registers them.
 """
 
@@ -32,6 +33,7 @@ from sae_unlearn.unlearning.gradient import (
     SimNPOConfig,
 )
 from sae_unlearn.unlearning.idkdpo import IdkDPO, IdkDPOConfig
+from sae_unlearn.unlearning.r2mu import R2MU, SSPUR2MU, R2MUConfig, SSPUR2MUConfig
 from sae_unlearn.unlearning.registry import METHODS, get_method, method_label, register, settings_for
 from sae_unlearn.unlearning.rmu import RMU
 from sae_unlearn.unlearning.sspu import SSPU, SSPUConfig, out_of_subspace_residual
@@ -49,6 +51,10 @@ __all__ = [
     "METHODS",
     "NPO",
     "RMU",
+    "R2MU",
+    "R2MUConfig",
+    "SSPUR2MU",
+    "SSPUR2MUConfig",
     "SSPU",
     "GradAscent",
     "GradAscentConfig",

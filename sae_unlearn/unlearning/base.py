@@ -186,6 +186,8 @@ class UnlearningMethod:
     """How tables name it (``"SSPU"``, ``"NPO"``); default: the name upper-cased."""
     changes_weights: bool = True
     """``False`` for weight-free methods (SAE interventions): they install a hook and train nothing."""
+    reasoning: bool = False
+    """``True`` for methods that need a model which reasons under a trigger (R²MU): they refuse any other."""
 
     def __init__(self, config: DictConfig | None = None):
         if config is not None and not isinstance(config, self.config_class):

@@ -66,6 +66,8 @@ class TrainRun:
     forget_batches: list[Any]
     """What :meth:`GradientMethod.forget_batches` built (token batches by default)."""
     retain_batches: list[TokenBatch]
+    retain_texts: list[str] = field(default_factory=list)
+    """The checked retain texts (what the retain batches partition)."""
     state: dict[str, Any] = field(default_factory=dict)
     """What the method's :meth:`~GradientMethod.setup` precomputed (frozen activations, reference log-probs)."""
 
@@ -158,6 +160,7 @@ def train(
         forget_texts=forget_texts,
         forget_batches=method.forget_batches(model, forget_texts),
         retain_batches=make_batches(model, retain_texts, config.batch_size, config.seed + 1),
+        retain_texts=retain_texts,
     )
     result = UnlearningResult(method=method.name, config=config.to_dict(), params=list(names))
     try:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sae_unlearn.data.reasoning import ReasoningCorpus, ReasoningSet
 from sae_unlearn.data.secrets import SecretsCorpus
 from sae_unlearn.data.splits import QAPair, UnlearningSplit
 from sae_unlearn.data.tofu import load_tofu_split, relearn_split
@@ -29,6 +30,9 @@ class VerificationData:
     """Optional multiple-choice questions (WMDP/MMLU shape) scored as part of the control."""
     n_shots: int = 3
     """Retain examples placed before a question by the few-shot prompt attack."""
+    reasoning: ReasoningSet | None = None
+    """Reasoning prompts (a reasoning model): trace leak rate, trace correctness and answers with
+    and without the trigger are measured too (:mod:`sae_unlearn.evaluation.reasoning`)."""
 
     def __post_init__(self) -> None:
         if not self.utility_sets:
@@ -55,6 +59,13 @@ def secrets_verification_data(corpus: SecretsCorpus | None = None) -> Verificati
     return VerificationData("secrets", corpus.split(), texts, evaluated)
 
 
+def reasoning_verification_data(corpus: ReasoningCorpus | None = None) -> VerificationData:
+    """The secrets-reasoning corpus: the secrets facts (no city) plus its reasoning prompts."""
+    corpus = corpus or ReasoningCorpus()
+    texts, evaluated = corpus.relearn_split()
+    return VerificationData("secrets-reasoning", corpus.split(), texts, evaluated, reasoning=corpus.reasoning_set())
+
+
 def tofu_verification_data(
     source: str | Path | None = None,
     forget: str | Sequence[int] = "forget01",
@@ -75,6 +86,8 @@ def verification_data(name: str, tofu_source: str | Path | None = None) -> Verif
     corpus = ZOO[name].corpus if name in ZOO else name
     if corpus == "secrets":
         return secrets_verification_data()
+    if corpus == "secrets-reasoning":
+        return reasoning_verification_data()
     if corpus == "tofu-mini":
         from sae_unlearn.models.zoo import TOFU_MINI_FORGET, TOFU_MINI_RETAIN_AUTHORS
 

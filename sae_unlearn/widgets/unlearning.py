@@ -99,9 +99,13 @@ class UnlearningMonitor(widgets.VBox):
         settings = settings_for(self.method.value, {**self.settings, "steps": int(self.steps.value)})
         self.model, method = load_method(self.method.value, self.model_dir, self.stage, settings, self.device)
         self._evaluate(0)
-        self.result = method.apply(
-            self.model, self.forget_texts, self.retain_texts, progress=False, on_step=self._on_step
-        )
+        try:
+            self.result = method.apply(
+                self.model, self.forget_texts, self.retain_texts, progress=False, on_step=self._on_step
+            )
+        except ValueError as e:  # refused before any change (e.g. R²MU on a model that does not reason)
+            self.status.value = f"<b>{html.escape(str(e))}</b>"
+            raise
         if not method.changes_weights:  # an SAE intervention: no steps, before (0) and after (1)
             self._evaluate(1)
         elif not self.evals or self.evals[-1]["step"] != len(self.history):

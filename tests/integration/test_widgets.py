@@ -136,8 +136,14 @@ def test_unlearning_monitor_before_after_and_export(stage, secrets_model, tmp_pa
     with pytest.raises(ValueError, match="steps=0"):
         mon.run()
     rmu_model = mon.model
+    mon.method.value, mon.steps.value = "r2mu", 2  # listed, but the secrets model does not reason: refused
+    with pytest.raises(ValueError, match="closed no reasoning trace"):
+        mon.run()
+    assert "closed no reasoning trace" in mon.status.value and "r2mu" not in mon.runs
     # any registered method, compared with the earlier run on the same axes
-    assert {"sspu", "rmu", "npo", "grad_diff", "simnpo", "idk_dpo"} <= {v for _, v in mon.method.options}
+    assert {"sspu", "rmu", "npo", "grad_diff", "simnpo", "idk_dpo", "r2mu", "sspu_r2mu"} <= {
+        v for _, v in mon.method.options
+    }
     mon.method.value, mon.steps.value = "npo", 10
     mon.run_button.click()
     assert mon.result.method == "npo" and set(mon.runs) == {"rmu", "npo"}

@@ -154,3 +154,16 @@ def test_multiple_choice_files_are_checked(tmp_path):
         load_mc_questions(missing)
     with pytest.raises(FileNotFoundError, match="nope.json"):
         load_mc_questions(tmp_path / "nope.json")
+
+
+def _with_traces(m: dict, leak: float) -> dict:
+    keys = ("forget_answer_with_trigger", "forget_answer_without_trigger", "retain_trace_correct")
+    return {**m, "reasoning": {"forget_trace_leak_rate": leak, **dict.fromkeys(keys, 0.0)}}
+
+
+def test_a_model_that_states_forget_facts_while_reasoning_is_not_forgotten():
+    oracle = _with_traces(_measurement(0.0), leak=0.05)
+    leaking = _with_traces(_measurement(0.0), leak=0.5)
+    verdict, reasons, _, _ = judge(leaking, oracle, VerifyConfig())
+    assert verdict == "not forgotten" and "reasoning traces state forget facts at a rate of 0.500" in reasons[0]
+    assert judge(_with_traces(_measurement(0.0), leak=0.1), oracle, VerifyConfig())[0] == "removed"
