@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -84,8 +84,10 @@ class DSGConfig(ClampConfig):
 
 
 @dataclass
-class LatentStats:
-    """Per-latent activity on a set of texts (every token but each text's first)."""
+class TextLatentStats:
+    """Per-latent activity on one set of texts (every token but each text's first), as the
+    interventions rewrite it (the selection's :class:`~sae_unlearn.selection.latents.LatentStats`
+    compares forget and retain tokens and counts every token)."""
 
     mean: Float[Tensor, " d_sae"]
     """Mean activation."""
@@ -94,17 +96,34 @@ class LatentStats:
     freq: Float[Tensor, " d_sae"]
     """Share of tokens where it fires."""
     n_tokens: int
+    fires: list[Tensor] | None = field(default=None, repr=False)
+    """Per batch of texts, a ``[batch, pos, d_sae]`` boolean: where each latent fires on a counted
+    token (``keep_fires=True``); what :func:`firing_share` needs, so DSG encodes every text once."""
+    counted: list[Tensor] | None = field(default=None, repr=False)
+    """Per batch, a ``[batch, pos]`` boolean: which tokens are counted (``keep_fires=True``)."""
 
 
 @torch.no_grad()
-def latent_stats(
-    model: HookedModel, sae: SAE, hook: str, texts: Sequence[str], batch_size: int = 64, progress: bool = False
-) -> LatentStats:
-    """Mean, mean-where-active and firing frequency of every SAE latent over ``texts`` at ``hook``."""
+def text_latent_stats(
+    model: HookedModel,
+    sae: SAE,
+    hook: str,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    progress: bool = False,
+    keep_fires: bool = False,
+) -> TextLatentStats:
+    """Mean, mean-where-active and firing frequency of every SAE latent over ``texts`` at ``hook``
+    (``keep_fires``: also where each latent fires, one boolean per token and latent)."""
     d_sae = int(sae.cfg.d_sae)
     total, active_sum, fired, n = torch.zeros(d_sae), torch.zeros(d_sae), torch.zeros(d_sae), 0
+    fires: list[Tensor] = []
+    counts: list[Tensor] = []
     for start in tqdm(range(0, len(texts), batch_size), desc="latent statistics", disable=not progress):
         f, counted = _encode_batch(model, sae, hook, texts[start : start + batch_size])
+        if keep_fires:
+            fires.append(((f > 0) & counted[..., None]).cpu())
+            counts.append(counted.cpu())
         rows = f[counted].float().cpu()
         total += rows.sum(0)
         active_sum += rows.clamp_min(0).sum(0)
@@ -112,7 +131,8 @@ def latent_stats(
         n += rows.shape[0]
     if n == 0:
         raise ValueError("the texts have no token after their first; give longer texts.")
-    return LatentStats(total / n, active_sum / fired.clamp_min(1), fired / n, n)
+    kept = (fires, counts) if keep_fires else (None, None)
+    return TextLatentStats(total / n, active_sum / fired.clamp_min(1), fired / n, n, *kept)
 
 
 def _encode_batch(
@@ -126,22 +146,21 @@ def _encode_batch(
     return f, counted.to(f.device)
 
 
-@torch.no_grad()
-def firing_share(
-    model: HookedModel, sae: SAE, hook: str, latents: Sequence[int], texts: Sequence[str], batch_size: int = 64
-) -> Float[Tensor, " n_texts"]:
-    """Per text: the share of its tokens (after the first) at which any of ``latents`` fires (DSG's statistic)."""
+def firing_share(stats: TextLatentStats, latents: Sequence[int]) -> Float[Tensor, " n_texts"]:
+    """Per text: the share of its tokens (after the first) at which any of ``latents`` fires (DSG's
+    statistic), from statistics gathered with ``keep_fires=True``."""
+    if stats.fires is None or stats.counted is None:
+        raise ValueError("firing_share needs text_latent_stats(..., keep_fires=True).")
     idx = torch.tensor(list(latents))
     out = []
-    for start in range(0, len(texts), batch_size):
-        f, counted = _encode_batch(model, sae, hook, texts[start : start + batch_size])
-        fire = (f[..., idx.to(f.device)] > 0).any(-1) & counted
-        out.append((fire.sum(1).float() / counted.sum(1).clamp_min(1).float()).cpu())
+    for fires, counted in zip(stats.fires, stats.counted, strict=True):
+        fire = fires[..., idx].any(-1)
+        out.append(fire.sum(1).float() / counted.sum(1).clamp_min(1).float())
     return torch.cat(out)
 
 
 def dsg_select(
-    forget: LatentStats, retain: LatentStats, n_latents: int, ratio_percentile: float = 95.0
+    forget: TextLatentStats, retain: TextLatentStats, n_latents: int, ratio_percentile: float = 95.0
 ) -> tuple[list[int], Float[Tensor, " d_sae"]]:
     """DSG's latents: ``F = mean_forget²``, ``R = mean_retain²``; keep ``F/R`` at or above its
     ``ratio_percentile``-th percentile and ``F`` at or above its 5th; rank by ``F``. Returns the
@@ -194,7 +213,7 @@ class InterventionMethod(UnlearningMethod):
     ) -> tuple[list[int], list[float], float | None, dict]:
         """The latents, their values, the classifier threshold (DSG) and facts for the result."""
         cfg = self.clamp_config
-        stats = latent_stats(model, self.layer_sae(), cfg.hook, forget, cfg.batch_size, progress)
+        stats = text_latent_stats(model, self.layer_sae(), cfg.hook, forget, cfg.batch_size, progress)
         if not self.ranked:
             raise ValueError(
                 f"{type(self).__name__} rewrites the stage's relevant latents; build it with from_stage "
@@ -210,7 +229,7 @@ class InterventionMethod(UnlearningMethod):
         values = self.values(stats, chosen)
         return chosen, values, None, {"mean_forget_active": [float(stats.mean_active[i]) for i in chosen]}
 
-    def values(self, stats: LatentStats, chosen: list[int]) -> list[float]:
+    def values(self, stats: TextLatentStats, chosen: list[int]) -> list[float]:
         m = float(self.clamp_config.multiplier)
         if self.rule == "scale":
             return [m] * len(chosen)
@@ -291,22 +310,22 @@ class DSG(InterventionMethod):
         cfg = self.config
         assert isinstance(cfg, DSGConfig)
         sae = self.layer_sae()
-        fs = latent_stats(model, sae, cfg.hook, forget, cfg.batch_size, progress)
-        rs = latent_stats(model, sae, cfg.hook, retain, cfg.batch_size, progress)
+        fs = text_latent_stats(model, sae, cfg.hook, forget, cfg.batch_size, progress, keep_fires=True)
+        rs = text_latent_stats(model, sae, cfg.hook, retain, cfg.batch_size, progress, keep_fires=True)
         chosen, ratio = dsg_select(fs, rs, cfg.n_latents, cfg.ratio_percentile)
         if not chosen:
             raise ValueError(
                 "DSG found no latent that fires on the forget texts with a forget/retain ratio above the "
                 f"{cfg.ratio_percentile}th percentile; lower ratio_percentile."
             )
-        shares = firing_share(model, sae, cfg.hook, chosen, retain, cfg.batch_size)
+        shares = firing_share(rs, chosen)
         threshold = float(torch.quantile(shares, cfg.retain_percentile / 100))
         if threshold >= 1.0:
             raise ValueError(
                 f"the chosen latents fire on every token of at least {100 - cfg.retain_percentile:.0f}% of the retain "
                 "texts, so no threshold separates forget from retain; lower n_latents or raise ratio_percentile."
             )
-        forget_shares = firing_share(model, sae, cfg.hook, chosen, forget, cfg.batch_size)
+        forget_shares = firing_share(fs, chosen)
         facts = {
             "mean_forget_active": [float(fs.mean_active[i]) for i in chosen],
             "ratio": [float(ratio[i]) for i in chosen],
