@@ -428,6 +428,11 @@ def format_report(report: dict) -> str:
                 f"  {method_label(method):16s} {v['verdict']:14s} {v['forget_quality']:14.3g}  "
                 f"{v['relearn_forget_accuracy']:11.3f}  {probe:>9s}  {v['quantization'].get('int4', float('nan')):8.3f}"
             )
+            if "trace_leak_rate" in v:  # a reasoning model: what its traces still say
+                lines.append(
+                    f"    trace leak {v['trace_leak_rate']:.3f} (oracle {v['oracle_trace_leak_rate']:.3f}); "
+                    f"retain traces correct {v['retain_trace_correct']:.3f}"
+                )
             lines.append(f"    {v['reasons'][-1]}")
     lines.append(f"  total {report['timing']['total_s']:.1f}s; report: {Path(report['config']['out']) / 'report.json'}")
     return "\n".join(lines)
