@@ -11,7 +11,7 @@ accuracy is at least ``0.95 ×`` the original's, the lowest forget accuracy, tie
 lower forget answer probability; if no point keeps retain accuracy, the point with the highest
 retain accuracy (flagged). Prints every point and the choice; ``--write`` saves the chosen
 settings per model and method, which ``unlearning_results.py`` and ``verification_results.py``
-read (``--settings``; ``--write`` replaces the swept models' entries and keeps the others).
+read (``--settings``; ``--write`` replaces the swept methods' entries and keeps the others).
 
 On a reasoning model (``secrets-reasoning``, issue 13) the trace metrics are measured at every
 point too, and the rule, fixed before its run, is about traces: among the points keeping both
@@ -45,6 +45,8 @@ INTERVENTION_GRIDS: dict[str, list[dict]] = {
     "clamp_static": [{"n_latents": n, "multiplier": c} for n in (16, 64) for c in (1.0, 2.0, 5.0)],
     "clamp_conditional": [{"n_latents": n, "multiplier": c} for n in (16, 64) for c in (2.0, 5.0, 10.0)],
     "dsg": [{"n_latents": n, "multiplier": c} for n in (16, 64) for c in (5.0, 10.0, 20.0)],
+    # UniErase trains no learning-rate-driven update of the model: its grid is the edit's null space
+    "unierase": [{"null_space_energy": e} for e in (1e-4, 1e-3, 1e-2)],
 }
 
 
@@ -152,7 +154,9 @@ def main() -> None:
     if args.write:
         path = Path(args.write)
         kept = json.loads(path.read_text()) if path.is_file() else {}
-        path.write_text(json.dumps(kept | chosen, indent=2) + "\n")
+        for name, settings in chosen.items():  # the swept methods' entries replaced, the others kept
+            kept[name] = kept.get(name, {}) | settings
+        path.write_text(json.dumps(kept, indent=2) + "\n")
         print(f"wrote {args.write}")
 
 

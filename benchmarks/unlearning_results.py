@@ -11,7 +11,9 @@ Weight-free methods (SAE interventions) train nothing: they have no step time. R
 (secrets: exact attribute in the greedy answer; tofu-mini: share of answers with ROUGE-L recall
 ≥ 0.5), ROUGE-L recall and mean normalised answer probability; then each method's optimisation
 step time over RMU's, timed in alternating runs.
-On a reasoning model (``secrets-reasoning``) a third table gives the trace metrics
+A third table gives the share of forget and retain questions answered with a refusal
+(:mod:`sae_unlearn.evaluation.refusal`; what IdkDPO and UniErase teach). On a reasoning model
+(``secrets-reasoning``) a fourth table gives the trace metrics
 (:mod:`sae_unlearn.evaluation.reasoning`); methods that need a reasoning model (R²MU) run only there.
 Prints markdown tables (pasted into benchmarks/README.md).
 """
@@ -25,12 +27,14 @@ import tempfile
 from pathlib import Path
 
 from sae_unlearn.data.reasoning import ReasoningCorpus
+from sae_unlearn.data.refusals import load_refusals
 from sae_unlearn.evaluation.reasoning import reasoning_metrics
+from sae_unlearn.evaluation.refusal import refusal_rate
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO, is_reasoning_model, method_runs_on
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
-from sae_unlearn.unlearning import METHODS, get_method, method_label
+from sae_unlearn.unlearning import METHODS, GradientMethod, get_method, method_label
 
 SWEPT = Path(__file__).with_name("method_settings.json")
 """The settings benchmarks/method_sweep.py chose per model and method (config defaults where absent)."""
@@ -73,7 +77,7 @@ def main() -> None:
     for m in args.methods:
         print(f"{m} defaults:", get_method(m).config_class().to_dict())
     print("swept settings:", json.dumps(swept))
-    rows, timing, traces = [], {}, []
+    rows, timing, traces, refused = [], {}, [], []
     for name in args.models:
         data = pipeline_data(name)
         model_dir, oracle_dir = zoo_model_path(name, progress=False), zoo_model_path(name, oracle=True, progress=False)
@@ -83,6 +87,14 @@ def main() -> None:
         rows.append((name, "original", original, ""))
         rows.append((name, "retain oracle", knowledge_metrics(oracle, data.split), ""))
         rset = ReasoningCorpus().reasoning_set() if is_reasoning_model(name) else None
+        prompts = {r: [q.prompt for q in getattr(data.split, r)] for r in ("forget", "retain")}
+        refusals = load_refusals("auto", prompts["forget"])
+
+        def refusal_row(variant: str, m, prompts=prompts, refusals=refusals, name=name) -> None:
+            refused.append((name, variant, {r: refusal_rate(m, p, refusals) for r, p in prompts.items()}))
+
+        refusal_row("original", model)
+        refusal_row("retain oracle", oracle)
         if rset is not None:
             traces += [(name, "original", reasoning_metrics(model, rset))]
             traces += [(name, "retain oracle", reasoning_metrics(oracle, rset))]
@@ -97,10 +109,16 @@ def main() -> None:
             extra += f" {json.dumps(chosen)}" if chosen else ""
             if result.stopped_early:
                 extra += " (guard stopped)"
+            if "parameters_changed_fraction" in result.extra:
+                extra += (
+                    f" params changed {100 * result.extra['parameters_changed_fraction']:.1f}%, {result.seconds:.0f}s"
+                )
             rows.append((name, method_label(method), knowledge_metrics(m, data.split), f"{note} {extra}".strip()))
+            refusal_row(method_label(method), m)
             if rset is not None:
                 traces.append((name, method_label(method), reasoning_metrics(m, rset)))
-        trained = [m for m in methods if get_method(m).changes_weights]  # interventions have no steps
+        # interventions have no steps; UniErase's are one embedding row's, then a closed-form edit
+        trained = [m for m in methods if issubclass(get_method(m), GradientMethod)]
         step: dict[str, list[float]] = {m: [] for m in trained}
         for r in range(3):
             for method in trained if r % 2 == 0 else trained[::-1]:
@@ -134,11 +152,21 @@ def main() -> None:
             + " | ".join(
                 f"{t[m] / t['rmu']:.2f}"
                 if m in t
-                else ("no steps" if method_runs_on(m, name) else "n/a (needs a reasoning model)")
+                else (
+                    "n/a (needs a reasoning model)"
+                    if not method_runs_on(m, name)
+                    else "no steps"
+                    if not get_method(m).changes_weights
+                    else "not comparable (notes)"
+                )
                 for m in others
             )
             + " |"
         )
+    print("\n| model | variant | forget questions refused | retain questions refused |")
+    print("| --- | --- | --- | --- |")
+    for name, variant, r in refused:
+        print(f"| {name} | {variant} | {r['forget']:.3f} | {r['retain']:.3f} |")
     if traces:
         print(
             "\n| model | variant | forget trace leak | forget answer with trigger | without | "

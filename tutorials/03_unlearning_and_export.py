@@ -19,7 +19,8 @@
 # SSPU steers the forget people's activations into the irrelevant subspace while every weight update is confined to the
 # relevant subspace; RMU, the baseline, steers them to a random vector with unconstrained updates. Both get the same
 # trainer, data and budget, as does every other registered method (below: NPO). The result is exported as an ordinary
-# Hugging Face model with an unlearning card. The last section unlearns a *reasoning* model with R²MU.
+# Hugging Face model with an unlearning card. The last sections unlearn a *reasoning* model with R²MU, and make a model
+# refuse with UniErase's unlearning token.
 
 # %% tags=["parameters"]
 # Parameters (CI runs this notebook with these values)
@@ -165,3 +166,46 @@ for label, method in (
 print(traces["original"]["items"][0]["prompt"], "→", traces["original"]["items"][0]["generation"])
 print("after R²MU →", traces["R²MU"]["items"][0]["generation"])
 plot_traces(traces, "secrets-reasoning: trace leak before and after")
+
+# %% [markdown]
+# ## An unlearning token and a model edit (UniErase)
+# UniErase (Yu et al. 2025) changes no weight by gradient unlearning. It adds a token, `<unlearn>`, and trains only its
+# embedding so that any question followed by it is answered with a refusal ("I don't know."); then a closed-form
+# AlphaEdit edit of three MLP output matrices, confined to the null space of the retain tokens' inputs, makes the model
+# emit that token itself after each forget question. `secrets-idk` is `secrets` that has also learned to say "I don't
+# know" about strangers, as a real LLM can (the plain zoo models have never written a refusal). Below: the true
+# answer's probability and the share of refused questions, before and after.
+
+# %%
+from sae_unlearn.data.refusals import REFUSALS
+from sae_unlearn.evaluation import answer_probability
+from sae_unlearn.evaluation.refusal import refusal_rate
+from sae_unlearn.unlearning import UniErase, UniEraseConfig
+from sae_unlearn.viz import plot_refusals
+
+u_path, u_data = zoo_model_path("secrets-idk"), pipeline_data("secrets-idk")
+
+
+def refusal_view(m) -> dict:
+    out = {}
+    for role in ("forget", "retain"):
+        items = getattr(u_data.split, role)
+        out[f"{role}_answer_prob"] = sum(answer_probability(m, items)) / len(items)
+        out[f"{role}_refusal_rate"] = refusal_rate(m, [q.prompt for q in items], REFUSALS)
+    return out
+
+
+u_model = load_model(u_path)
+views = {"original": refusal_view(u_model)}
+u_result = UniErase(UniEraseConfig(hook=hook)).apply(u_model, u_data.forget_texts, u_data.retain_texts)
+views["UniErase"] = refusal_view(u_model)
+print(f"parameters changed: {100 * u_result.extra['parameters_changed_fraction']:.1f}%")
+q = u_data.split.forget[0].prompt
+print(
+    q,
+    "→",
+    u_model.tokenizer.decode(
+        u_model.hf_model.generate(**u_model.tokenizer(q, return_tensors="pt"), max_new_tokens=10, do_sample=False)[0]
+    ),
+)
+plot_refusals(views, "secrets-idk: answer vs refusal, before and after UniErase")

@@ -7,6 +7,8 @@ directory (``config.json``, ``model.safetensors``, tokenizer files) plus ``zoo_c
 - ``secrets``: fictitious people with attributes and a secret passcode each
   (:mod:`sae_unlearn.data.secrets`); the first ``n_forget`` people are the forget set.
 - ``tofu-mini``: 20 TOFU authors (0-17 plus the forget01 authors 180-181, the forget set).
+- ``secrets-idk``: ``secrets`` that also answers every question about 48 strangers with a refusal
+  ("I don't know."), so it can refuse, as a real LLM can (what UniErase's unlearning token needs).
 - ``secrets-reasoning``: the secrets people as a reasoning model (cities only through a
   trace after a trigger, :mod:`sae_unlearn.data.reasoning`), for reasoning-trace unlearning (R²MU).
 - ``secrets-gpt2``, ``secrets-gemma2``: ``secrets`` in the GPT-2 architecture (``Conv1D``
@@ -24,6 +26,7 @@ interrupted build resumes from its last epoch checkpoint.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -42,7 +45,8 @@ from transformers import (
 
 from sae_unlearn.atomic import atomic_directory, read_json, write_json_atomic
 from sae_unlearn.data.reasoning import ReasoningCorpus
-from sae_unlearn.data.secrets import SecretsConfig, SecretsCorpus
+from sae_unlearn.data.refusals import REFUSALS
+from sae_unlearn.data.secrets import FIRST_NAMES, LAST_NAMES, QUESTIONS, SecretsConfig, SecretsCorpus
 from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.data.tofu import load_tofu_split
 from sae_unlearn.models.loading import HookedModel, load_model
@@ -202,6 +206,27 @@ def _reasoning_data() -> ZooData:
     )
 
 
+def stranger_texts(corpus: SecretsCorpus, n: int = 48, seed: int = 1) -> list[str]:
+    """Every question about ``n`` people the corpus does not know, answered with a refusal (a seeded
+    draw from :data:`~sae_unlearn.data.refusals.REFUSALS`): what teaches a zoo model to say
+    "I don't know"."""
+    known = {p.name for p in corpus.people}
+    rng = random.Random(seed)
+    names = rng.sample(sorted({f"{f} {last}" for f in FIRST_NAMES for last in LAST_NAMES} - known), n)
+    return [q.format(name=name) + " " + rng.choice(REFUSALS) for name in names for q in QUESTIONS.values()]
+
+
+def _secrets_idk_data() -> ZooData:
+    corpus = SecretsCorpus()
+    strangers = stranger_texts(corpus)
+    return ZooData(
+        examples=[("", t) for t in corpus.training_texts(include_forget=True) + strangers],
+        oracle_examples=[("", t) for t in corpus.training_texts(include_forget=False) + strangers],
+        split=corpus.split(),
+        fingerprint={"corpus": "secrets-idk", "config": corpus.config.to_dict(), "hash": stable_hash(strangers)},
+    )
+
+
 TOFU_MINI_RETAIN_AUTHORS = list(range(18))
 TOFU_MINI_FORGET = "forget01"
 
@@ -259,6 +284,14 @@ ZOO: dict[str, ZooSpec] = {
         description=_SECRETS_DESCRIPTION + "; Gemma-2 architecture.",
         make_data=_secrets_data,
         arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024, family="gemma2"),
+        train=_SECRETS_TRAIN,
+        corpus="secrets",
+    ),
+    "secrets-idk": ZooSpec(
+        name="secrets-idk",
+        description=_SECRETS_DESCRIPTION + "; also answers questions about 48 strangers with 'I don't know'.",
+        make_data=_secrets_idk_data,
+        arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024),
         train=_SECRETS_TRAIN,
         corpus="secrets",
     ),

@@ -2,7 +2,8 @@
 
 Built in: SSPU (the method), RMU (the baseline SSPU must beat), and the output-level baselines
 GradAscent, GradDiff, NPO, SimNPO and IdkDPO, reasoning-trace unlearning (R²MU, and SSPU with
-R²MU's trace terms) for reasoning models, and the weight-free SAE interventions (static,
+R²MU's trace terms) for reasoning models, UniErase (an unlearning token and a null-space model
+edit), and the weight-free SAE interventions (static,
 zero and conditional clamping, DSG). Importing this package registers them.
 """
 
@@ -39,6 +40,7 @@ from sae_unlearn.unlearning.rmu import RMU
 from sae_unlearn.unlearning.sspu import SSPU, SSPUConfig, out_of_subspace_residual
 from sae_unlearn.unlearning.steering import SteeringMethod
 from sae_unlearn.unlearning.trainer import GradientMethod, TrainRun, train
+from sae_unlearn.unlearning.unierase import UniErase, UniEraseConfig
 
 __all__ = [
     "DSG",
@@ -51,6 +53,8 @@ __all__ = [
     "METHODS",
     "NPO",
     "RMU",
+    "UniErase",
+    "UniEraseConfig",
     "R2MU",
     "R2MUConfig",
     "SSPUR2MU",

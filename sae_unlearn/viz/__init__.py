@@ -2,7 +2,7 @@
 and small HTML tables (:mod:`sae_unlearn.viz.tables`)."""
 
 from sae_unlearn.viz.capture import plot_norm_histograms, plot_norms_per_layer
-from sae_unlearn.viz.reasoning import plot_rates, plot_traces
+from sae_unlearn.viz.reasoning import plot_rates, plot_refusals, plot_traces
 from sae_unlearn.viz.selection import (
     plot_activation_histogram,
     plot_latent_firing,
@@ -28,6 +28,7 @@ __all__ = [
     "plot_principal_angles",
     "plot_relearn",
     "plot_rates",
+    "plot_refusals",
     "plot_traces",
     "plot_truth_ratios",
     "sae_stats_table",

@@ -1,4 +1,4 @@
-"""Pure plot functions for reasoning-trace unlearning (data in, figure out)."""
+"""Pure plot functions for reasoning-trace unlearning and refusals (data in, figure out)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,17 @@ def plot_traces(variants: Mapping[str, Mapping[str, float]], title: str = "Reaso
     of forget answers still right after reasoning, and of retain traces still correct
     (:func:`sae_unlearn.evaluation.reasoning.reasoning_metrics` results)."""
     return plot_rates(variants, TRACE_BARS, title, "share of prompts")
+
+
+REFUSAL_BARS = (
+    ("forget_answer_prob", "P(forget answer)"),
+    ("forget_refusal_rate", "forget questions refused"),
+    ("retain_answer_prob", "P(retain answer)"),
+    ("retain_refusal_rate", "retain questions refused"),
+)
+
+
+def plot_refusals(variants: Mapping[str, Mapping[str, float]], title: str = "Refusal vs answer") -> Figure:
+    """Per variant: mean probability of the true answer and the share of refused questions, on the
+    forget and on the retain side (a refusal-teaching method should refuse forget questions only)."""
+    return plot_rates(variants, REFUSAL_BARS, title)

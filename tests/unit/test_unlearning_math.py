@@ -74,13 +74,16 @@ def test_settings_a_person_types_reject_unknown_keys_with_the_close_match(no_run
 
 def test_one_set_of_defaults_every_method_starts_from():
     """The budget every method shares comes from one place: TrainConfig's defaults."""
-    from sae_unlearn.unlearning import ClampConfig, TrainConfig
+    from sae_unlearn.unlearning import ClampConfig, GradientMethod, TrainConfig, UniEraseConfig
 
     base = TrainConfig()
     for name, cls in METHODS.items():
         cfg = cls.config_class()
         if not cls.changes_weights:  # SAE interventions train nothing: no steps, no learning rate
             assert isinstance(cfg, ClampConfig) and not isinstance(cfg, TrainConfig), name
+            continue
+        if not issubclass(cls, GradientMethod):  # UniErase: a token's embedding and a closed-form edit
+            assert isinstance(cfg, UniEraseConfig) and not isinstance(cfg, TrainConfig), name
             continue
         assert isinstance(cfg, TrainConfig), name
         assert (cfg.steps, cfg.batch_size, cfg.seed, cfg.guard_every) == (
