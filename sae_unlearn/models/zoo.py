@@ -182,28 +182,28 @@ class ZooSpec:
         )
 
 
+def _texts_data(full: list[str], oracle: list[str], split: UnlearningSplit, fingerprint: dict) -> ZooData:
+    """A zoo entry trained on plain texts (no prompt/completion split): the model's and the oracle's."""
+    return ZooData(
+        examples=[("", t) for t in full],
+        oracle_examples=[("", t) for t in oracle],
+        split=split,
+        fingerprint=fingerprint,
+    )
+
+
 def _secrets_data(config: SecretsConfig | None = None) -> ZooData:
     corpus = SecretsCorpus(config or SecretsConfig())
-    return ZooData(
-        examples=[("", t) for t in corpus.training_texts(include_forget=True)],
-        oracle_examples=[("", t) for t in corpus.training_texts(include_forget=False)],
-        split=corpus.split(),
-        fingerprint={"corpus": "secrets", "config": corpus.config.to_dict(), "n": len(corpus.training_texts())},
-    )
+    full, oracle = corpus.training_texts(include_forget=True), corpus.training_texts(include_forget=False)
+    fingerprint = {"corpus": "secrets", "config": corpus.config.to_dict(), "n": len(full)}
+    return _texts_data(full, oracle, corpus.split(), fingerprint)
 
 
 def _reasoning_data() -> ZooData:
     corpus = ReasoningCorpus()
-    return ZooData(
-        examples=[("", t) for t in corpus.training_texts(include_forget=True)],
-        oracle_examples=[("", t) for t in corpus.training_texts(include_forget=False)],
-        split=corpus.split(),
-        fingerprint={
-            "corpus": "secrets-reasoning",
-            "config": corpus.secrets.config.to_dict(),
-            "hash": stable_hash(corpus.training_texts()),
-        },
-    )
+    full, oracle = corpus.training_texts(include_forget=True), corpus.training_texts(include_forget=False)
+    fingerprint = {"corpus": "secrets-reasoning", "config": corpus.secrets.config.to_dict(), "hash": stable_hash(full)}
+    return _texts_data(full, oracle, corpus.split(), fingerprint)
 
 
 def stranger_texts(corpus: SecretsCorpus, n: int = 48, seed: int = 1) -> list[str]:
@@ -219,12 +219,10 @@ def stranger_texts(corpus: SecretsCorpus, n: int = 48, seed: int = 1) -> list[st
 def _secrets_idk_data() -> ZooData:
     corpus = SecretsCorpus()
     strangers = stranger_texts(corpus)
-    return ZooData(
-        examples=[("", t) for t in corpus.training_texts(include_forget=True) + strangers],
-        oracle_examples=[("", t) for t in corpus.training_texts(include_forget=False) + strangers],
-        split=corpus.split(),
-        fingerprint={"corpus": "secrets-idk", "config": corpus.config.to_dict(), "hash": stable_hash(strangers)},
-    )
+    full = corpus.training_texts(include_forget=True) + strangers
+    oracle = corpus.training_texts(include_forget=False) + strangers
+    fingerprint = {"corpus": "secrets-idk", "config": corpus.config.to_dict(), "hash": stable_hash(strangers)}
+    return _texts_data(full, oracle, corpus.split(), fingerprint)
 
 
 TOFU_MINI_RETAIN_AUTHORS = list(range(18))

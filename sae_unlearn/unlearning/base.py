@@ -118,7 +118,12 @@ def default_params(model: HookedModel, hook: str) -> list[str]:
     layer = last_writer_layer(hook)
     if layer is None:
         raise ValueError(f"no block writes into {hook!r} before it is read; steer at a later hook or pass params.")
-    return [writer_weight(model, l, "mlp").name for l in range(max(0, layer - EDIT_DEPTH + 1), layer + 1)]
+    return [writer_weight(model, l, "mlp").name for l in edit_layers(layer)]
+
+
+def edit_layers(layer: int) -> list[int]:
+    """The blocks the default edit spans when it ends at ``layer``: it and the ``EDIT_DEPTH - 1`` before it."""
+    return list(range(max(0, layer - EDIT_DEPTH + 1), layer + 1))
 
 
 def resolve_params(model: HookedModel, names: Sequence[str]) -> dict[str, torch.nn.Parameter]:

@@ -51,7 +51,7 @@ from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.models.weights import as_out_in, weight_layouts, writer_weight
 from sae_unlearn.unlearning.alphaedit import alphaedit_update, null_space_projector
-from sae_unlearn.unlearning.base import EDIT_DEPTH, UnlearningMethod, UnlearningResult
+from sae_unlearn.unlearning.base import UnlearningMethod, UnlearningResult, edit_layers
 from sae_unlearn.unlearning.idkdpo import split_question
 from sae_unlearn.unlearning.registry import register
 from sae_unlearn.utils import DictConfig, check_forget_retain, seeded_generator
@@ -175,16 +175,6 @@ class UniErase(UnlearningMethod):
     config_class = UniEraseConfig
     config: UniEraseConfig
 
-    # ------------------------------------------------------------------ checks
-    def _questions(self, texts: list[str], what: str) -> list[tuple[str, str]]:
-        pairs = [qa for t in texts if (qa := split_question(t)) is not None]
-        if not pairs and what == "forget":
-            raise ValueError(
-                "UniErase edits forget questions ('Q: … A: …' or 'Question: … Answer: …'); none of the "
-                f"{len(texts)} forget texts is one (e.g. {texts[0][:60]!r})."
-            )
-        return pairs
-
     def apply(
         self,
         model: HookedModel,
@@ -207,12 +197,17 @@ class UniErase(UnlearningMethod):
                 f"token={cfg.token!r} already exists in the vocabulary (id {tok.convert_tokens_to_ids(cfg.token)}); "
                 "choose a new one, e.g. token='<unlearn_2>'. Nothing was changed."
             )
-        forget_qa = self._questions(forget_texts, "forget")
-        retain_qa = self._questions(retain_texts, "retain")
+        forget_qa = [qa for t in forget_texts if (qa := split_question(t)) is not None]
+        if not forget_qa:
+            raise ValueError(
+                "UniErase edits forget questions ('Q: … A: …' or 'Question: … Answer: …'); none of the "
+                f"{len(forget_texts)} forget texts is one (e.g. {forget_texts[0][:60]!r})."
+            )
+        retain_qa = [qa for t in retain_texts if (qa := split_question(t)) is not None]
         refusals = load_refusals(cfg.refusals, [p for p, _ in forget_qa])
         if not refusals:
             raise ValueError(f"refusals={cfg.refusals!r} gave no refusal; UniErase needs at least one.")
-        layers = list(range(max(0, layer - EDIT_DEPTH + 1), layer + 1))
+        layers = edit_layers(layer)
         weights = [writer_weight(model, l, "mlp") for l in layers]
         params = model.hf_named_parameters()
         saved = {w.name: params[w.name].detach().clone() for w in weights}
@@ -437,7 +432,6 @@ class UniErase(UnlearningMethod):
             view += delta.to(view.dtype).to(view.device)
             ranks[w.name] = rank
             result.history.append({"edit_layer": l, "null_space_rank": rank, "residual_norm": float(residual.norm())})
-        h, _ = self._last(model, prompts, [])
         batch = model.tokenize(prompts)
         last = batch.attention_mask.sum(1) - 1
         with torch.no_grad():
