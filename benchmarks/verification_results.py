@@ -30,6 +30,10 @@ from sae_unlearn.verification import VerifyConfig, measure, verification_data, v
 SWEPT = Path(__file__).with_name("method_settings.json")
 
 
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(ZOO))
@@ -53,7 +57,7 @@ def main() -> None:
         model = load_model(model_dir, device="cpu")
         oracle = load_model(oracle_dir, device="cpu")
         t = time.perf_counter()
-        oracle_m = measure(oracle, vdata, config)
+        oracle_m = measure(oracle, vdata, config, reference=model)  # reference: direction ablation's original
         print(f"{name}: oracle measured in {time.perf_counter() - t:.1f}s")
         variants = {"original": model, "retain oracle": oracle_m}  # the oracle's measurement, not measured again
         with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +74,7 @@ def main() -> None:
         for variant in list(variants):
             m = variants.pop(variant)  # one unlearned model in memory at a time after this
             t = time.perf_counter()
-            report = verify(m, vdata, oracle_m, config, name=f"{name} {variant}")
+            report = verify(m, vdata, oracle_m, config, name=f"{name} {variant}", reference=model)
             del m
             print(f"{name} {variant}: {report.verdict} ({time.perf_counter() - t:.1f}s)")
             for reason in report.reasons:
@@ -80,21 +84,23 @@ def main() -> None:
             rows.append((name, variant, report))
 
     print(
-        "\n| model | variant | forget quality | model utility | forget acc | relearn 0 / 10 / 50 steps | "
-        "probe acc (oracle) | int4 forget acc | hook removed | verdict |"
+        "\n| model | variant | forget quality | model utility | forget acc | "
+        "relearn 0 / 10 / 50 steps (worst of grid) | "
+        "probe acc (oracle) | int4 forget acc | direction ablation | hook removed | degenerate | distinguisher | "
+        "verdict (evidence) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, variant, r in rows:
         s = r.summary()
         relearn = " / ".join(f"{s['relearn'][k]:.3f}" for k in sorted(s["relearn"], key=int))
-        probe = r.oracle["reconstruction"].get("probe", {}).get("accuracy")
+        probe = r.oracle.attacks["probe"].details["accuracy"] if "probe" in r.oracle.attacks else None
         probe_txt = "n/a" if s["probe_accuracy"] is None else f"{s['probe_accuracy']:.3f} ({probe:.3f})"
         int4 = s["quantization"].get("int4", float("nan"))
         print(
             f"| {name} | {variant} | {s['forget_quality']:.3g} | {s['model_utility']:.3f} | "
             f"{s['forget_accuracy']:.3f} | {relearn} | {probe_txt} | {int4:.3f} | "
-            f"{'—' if s['intervention_removed'] is None else format(s['intervention_removed'], '.3f')} | "
-            f"{s['verdict']} |"
+            f"{_fmt(s['direction_ablation_max'])} | {_fmt(s['intervention_removed'])} | "
+            f"{_fmt(s['degenerate_share'])} | {_fmt(s['distinguisher_accuracy'])} | {s['verdict']} ({s['evidence']}) |"
         )
     reasoning = [(n, v, r.summary()) for n, v, r in rows if "trace_leak_rate" in r.summary()]
     if reasoning:

@@ -257,7 +257,7 @@ def run_demo(config: DemoConfig) -> dict:
     timing["export_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    report["verification"] = _verification(oracle, {k: v[0] for k, v in unlearned.items()}, out, config)
+    report["verification"] = _verification(oracle, {k: v[0] for k, v in unlearned.items()}, out, config, model)
     timing["verification_s"] = time.perf_counter() - t
 
     report["figures"] = _figures(out, report, stage, config)
@@ -267,14 +267,19 @@ def run_demo(config: DemoConfig) -> dict:
     return report
 
 
-def _verification(oracle, models: dict, out: Path, config: DemoConfig) -> dict:
-    """Verify each unlearned model against the oracle (measured once); save the full reports."""
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _verification(oracle, models: dict, out: Path, config: DemoConfig, original: HookedModel) -> dict:
+    """Verify each unlearned model against the oracle (measured once); save the full reports.
+    ``original`` (the model before unlearning) gives direction ablation its reference."""
     vdata = verification_data(config.model)
     vconfig = VerifyConfig(batch_size=config.batch_size)
-    oracle_m = measure(oracle, vdata, vconfig)
+    oracle_m = measure(oracle, vdata, vconfig, reference=original)
     section: dict = {"config": vconfig.to_dict()}
     for method, model in models.items():
-        report = verify(model, vdata, oracle_m, vconfig, name=method_label(method))
+        report = verify(model, vdata, oracle_m, vconfig, name=method_label(method), reference=original)
         path = report.save(out / "verification" / method)
         section[method] = report.summary() | {"reasons": report.reasons, "report": str(path)}
     return section
@@ -420,14 +425,21 @@ def format_report(report: dict) -> str:
             f"(max logit diff {report['export']['max_logit_diff']:.1e})"
         )
     if "verification" in report:
-        lines.append("  verification      verdict        forget quality  relearn acc  probe acc  int4 acc")
+        lines.append(
+            "  verification      verdict        forget quality  relearn acc  probe acc  int4 acc  dir-ablation  "
+            "degenerate  distinguisher"
+        )
         for method in report["config"].get("methods", ["rmu", "sspu"]):
             v = report["verification"][method]
             probe = "n/a" if v["probe_accuracy"] is None else f"{v['probe_accuracy']:.3f}"
             lines.append(
                 f"  {method_label(method):16s} {v['verdict']:14s} {v['forget_quality']:14.3g}  "
-                f"{v['relearn_forget_accuracy']:11.3f}  {probe:>9s}  {v['quantization'].get('int4', float('nan')):8.3f}"
+                f"{v['relearn_forget_accuracy']:11.3f}  {probe:>9s}  "
+                f"{v['quantization'].get('int4', float('nan')):8.3f}  "
+                f"{_fmt(v['direction_ablation_max']):>12s}  {_fmt(v['degenerate_share']):>10s}  "
+                f"{_fmt(v['distinguisher_accuracy']):>13s}"
             )
+            lines.append(f"    evidence: {v['evidence']}")
             if "trace_leak_rate" in v:  # a reasoning model: what its traces still say
                 lines.append(
                     f"    trace leak {v['trace_leak_rate']:.3f} (oracle {v['oracle_trace_leak_rate']:.3f}); "

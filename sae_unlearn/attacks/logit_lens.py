@@ -7,16 +7,19 @@ from an earlier layer; comparing with the retain oracle layer by layer shows it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from sae_unlearn.attacks.base import AttackContext, AttackResult, LayeredAttack, Score, register_attack
 from sae_unlearn.attacks.probe import lens_logprobs
 from sae_unlearn.attacks.readout import answer_positions
 from sae_unlearn.data.splits import QAPair
 from sae_unlearn.models.hooks import resid_post
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.utils import DictConfig
 
 
 @dataclass
@@ -55,3 +58,26 @@ def logit_lens(model: HookedModel, items: Sequence[QAPair], batch_size: int = 64
         top1[layer] = float((lp.argmax(-1) == target).float().mean())
         logprob[layer] = float(lp.gather(-1, target[:, None]).mean())
     return LogitLensResult(top1=top1, logprob=logprob)
+
+
+@dataclass
+class LogitLensConfig(DictConfig):
+    """The logit lens has nothing to set."""
+
+
+@register_attack
+class LogitLensAttack(LayeredAttack):
+    """The answer's first token as the top-1 decoded token at each layer's last prompt position."""
+
+    name = "logit_lens"
+    title = "logit lens"
+    Config = LogitLensConfig
+    order = 50
+
+    def run(self, model, data, context: AttackContext) -> AttackResult:
+        t0 = time.perf_counter()
+        lens = logit_lens(model, data.split.forget, context.batch_size)
+        n = len(data.split.forget)
+        scores = {f"layer {layer}": Score(v, n) for layer, v in lens.top1.items()}
+        details = {"top1": lens.top1, "logprob": lens.logprob, "max_top1": lens.max_top1}
+        return AttackResult(scores, details, time.perf_counter() - t0)

@@ -11,6 +11,7 @@ layer's activations still encode it, whatever the model's output says.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -18,12 +19,13 @@ from itertools import accumulate
 import torch
 from torch import Tensor
 
+from sae_unlearn.attacks.base import AttackContext, AttackResult, LayeredAttack, Score, register_attack
 from sae_unlearn.attacks.readout import answer_positions
 from sae_unlearn.data.splits import QAPair
 from sae_unlearn.evaluation.tofu_metrics import candidate_answers
 from sae_unlearn.models.hooks import resid_post
 from sae_unlearn.models.loading import HookedModel
-from sae_unlearn.utils import seeded
+from sae_unlearn.utils import DictConfig, seeded
 
 
 @dataclass
@@ -121,3 +123,59 @@ def truth_probe(
                 out[layer] = _candidate_accuracy(seq_lp / seq_n, sizes)
     chance = sum(1 / n for n in te_sizes) / len(te_sizes)
     return ProbeResult(per_layer=per_layer, train_per_layer=train_per_layer, chance=chance)
+
+
+@dataclass
+class ProbeConfig(DictConfig):
+    """The tuned-lens probe's training."""
+
+    steps: int = 300
+    """AdamW steps per layer."""
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps < 1 or self.lr <= 0:
+            raise ValueError(f"steps={self.steps} must be >= 1 and lr={self.lr} > 0.")
+
+
+@register_attack
+class ProbeAttack(LayeredAttack):
+    """A tuned lens per layer trained on retain facts, asked to pick the true forget answer among
+    its perturbed wrong ones (needs facts with ``perturbed_answers``)."""
+
+    name = "probe"
+    title = "probe"
+    Config = ProbeConfig
+    order = 40
+    config: ProbeConfig
+
+    def applies(self, model, data) -> bool:  # noqa: ARG002
+        return any(q.perturbed_answers for q in data.split.retain) and any(
+            q.perturbed_answers for q in data.split.forget
+        )
+
+    def run(self, model, data, context: AttackContext) -> AttackResult:
+        t0 = time.perf_counter()
+        train = [q for q in data.split.retain if q.perturbed_answers]
+        test = [q for q in data.split.forget if q.perturbed_answers]
+        probe = truth_probe(
+            model,
+            train,
+            test,
+            steps=self.config.steps,
+            lr=self.config.lr,
+            batch_size=context.batch_size,
+            seed=context.seed,
+        )
+        scores = {f"layer {layer}": Score(v, len(test)) for layer, v in probe.per_layer.items()}
+        details = {
+            "accuracy": probe.accuracy,
+            "best_layer": probe.best_layer,
+            "per_layer": probe.per_layer,
+            "train_per_layer": probe.train_per_layer,
+            "chance": probe.chance,
+            "n_train": len(train),
+            "n_test": len(test),
+        }
+        return AttackResult(scores, details, time.perf_counter() - t0)

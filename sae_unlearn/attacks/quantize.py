@@ -11,16 +11,19 @@ precision, as in common int4 deployments), in place and restored on exit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from sae_unlearn.attacks.base import Attack, AttackContext, AttackResult, Score, register_attack
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.models.weights import as_out_in, weight_layouts
-from sae_unlearn.utils import preserved_parameters
+from sae_unlearn.utils import DictConfig, preserved_parameters
 
 
 def quantize_tensor(
@@ -75,3 +78,55 @@ def quantized(model: HookedModel, bits: int, group_size: int | None = None) -> I
                 q = quantize_tensor(as_out_in(p, layouts[n]), bits, group_size)
                 p.copy_(as_out_in(q, layouts[n]))
         yield model
+
+
+@dataclass
+class QuantizeAttackConfig(DictConfig):
+    """Weight widths attacked."""
+
+    bits: tuple[int, ...] = (8, 4)
+    """Widths (8: per-channel int8; below 8: grouped)."""
+    group_size: int = 32
+    """Group size for widths below 8 bits."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bits, list):
+            self.bits = tuple(self.bits)
+        super().__post_init__()
+        bad = [b for b in self.bits if not 2 <= b <= 8]
+        if bad:
+            raise ValueError(f"bits={self.bits}: widths must be in [2, 8], got {bad}.")
+        if self.group_size < 1:
+            raise ValueError(f"group_size={self.group_size} must be >= 1.")
+
+
+@register_attack
+class QuantizeAttack(Attack):
+    """int8 / 4-bit round-to-nearest weights, then ask the forget questions."""
+
+    name = "quantization"
+    title = "quantised weights"
+    Config = QuantizeAttackConfig
+    order = 60
+    config: QuantizeAttackConfig
+
+    def check(self, model: HookedModel) -> None:
+        if any(b < 8 for b in self.config.bits):
+            layouts = weight_layouts(model)
+            widths = {as_out_in(p, layouts[n]).shape[1] for n, p in block_weights(model).items()}
+            bad = sorted(w for w in widths if w % self.config.group_size)
+            if bad:
+                raise ValueError(
+                    f"group_size={self.config.group_size} does not divide the input widths {bad}; pick a divisor."
+                )
+
+    def run(self, model, data, context: AttackContext) -> AttackResult:
+        from sae_unlearn.evaluation.knowledge import evaluate_knowledge
+
+        t0 = time.perf_counter()
+        scores = {}
+        for bits in self.config.bits:
+            with quantized(model, bits, None if bits >= 8 else self.config.group_size):
+                acc = evaluate_knowledge(model, data.split.forget, batch_size=context.batch_size).known_fraction
+            scores[f"int{bits} weights"] = Score(acc, len(data.split.forget))
+        return AttackResult(scores, {}, time.perf_counter() - t0)

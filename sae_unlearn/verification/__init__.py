@@ -7,8 +7,12 @@ from sae_unlearn.verification.data import (
     verification_data,
 )
 from sae_unlearn.verification.report import (
+    EVIDENCE,
     VERDICTS,
     Check,
+    ControlMetrics,
+    Measurement,
+    UnitMetrics,
     VerificationReport,
     VerifyConfig,
     judge,
@@ -17,8 +21,12 @@ from sae_unlearn.verification.report import (
 )
 
 __all__ = [
+    "EVIDENCE",
     "VERDICTS",
     "Check",
+    "ControlMetrics",
+    "Measurement",
+    "UnitMetrics",
     "VerificationData",
     "VerificationReport",
     "VerifyConfig",

@@ -29,7 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default=None, help="folder for verification.json/.md and figures (default MODEL_DIR-verification)"
     )
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
-    parser.add_argument("--relearn-steps", type=int, nargs="+", default=list(VerifyConfig.relearn_steps))
+    parser.add_argument(
+        "--original",
+        help="the model before unlearning (direction ablation's reference; default: the zoo model of --data, "
+        "else the attack uses forget minus retain questions)",
+    )
+    parser.add_argument(
+        "--relearn-steps", type=int, nargs="+", default=None, help="relearning step counts (default 0 10 50)"
+    )
+    parser.add_argument(
+        "--relearn-lrs", type=float, nargs="+", default=None, help="relearning learning rates (default 1e-4 1e-3 1e-2)"
+    )
+    parser.add_argument("--skip", nargs="+", default=[], help="attacks not to run (names as in the report's config)")
     parser.add_argument("--margin", type=float, default=VerifyConfig.margin, help=_doc("margin"))
     parser.add_argument(
         "--forget-quality-threshold",
@@ -67,8 +78,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Verificati
         print("warning: --alpha is deprecated; use --forget-quality-threshold", file=sys.stderr)
         threshold = args.alpha
     try:
+        relearn = {}
+        if args.relearn_steps is not None:
+            relearn["steps"] = tuple(args.relearn_steps)
+        if args.relearn_lrs is not None:
+            relearn["lrs"] = tuple(args.relearn_lrs)
         config = VerifyConfig(
-            relearn_steps=tuple(args.relearn_steps),
+            attacks={"relearn": relearn} if relearn else {},
+            skip=tuple(args.skip),
             margin=args.margin,
             forget_quality_threshold=threshold,
             seed=args.seed,
@@ -82,6 +99,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Verificati
         parser.error(f"MODEL_DIR {model_dir} is not a Hugging Face model folder (no config.json).")
     if args.oracle is not None and not Path(args.oracle).is_dir():
         parser.error(f"--oracle {args.oracle} not found; pass the retain oracle's model folder.")
+    if args.original is not None and not Path(args.original).is_dir():
+        parser.error(f"--original {args.original} not found; pass the model folder from before unlearning.")
     if args.mc is not None and not Path(args.mc).is_file():
         parser.error(f"--mc {args.mc} not found; pass a JSON/JSONL file of multiple-choice questions.")
     try:
@@ -103,7 +122,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Verificati
     oracle_dir = args.oracle or zoo_model_path(name, oracle=True, progress=args.progress)
     model = load_model(model_dir, device=args.device)
     oracle = load_model(oracle_dir, device=args.device)
-    report = verify(model, data, oracle, config, name=model_dir.name, progress=args.progress)
+    original_dir = args.original or (zoo_model_path(name, progress=args.progress) if name in ZOO else None)
+    original = load_model(original_dir, device=args.device) if original_dir else None
+    report = verify(model, data, oracle, config, name=model_dir.name, progress=args.progress, reference=original)
     out = Path(args.out) if args.out else model_dir.with_name(model_dir.name + "-verification")
     report.save(out)
     print(report.to_markdown())

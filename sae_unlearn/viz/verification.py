@@ -30,17 +30,64 @@ def _model_vs_oracle(ax, model: Mapping, oracle: Mapping) -> list[int]:
     return sorted(int(k) for k in model)
 
 
-def plot_attacks(names: Sequence[str], model: Sequence[float], oracle: Sequence[float]) -> Figure:
-    """Forget accuracy under each attack, the model beside the retain oracle."""
+def plot_attacks(
+    names: Sequence[str],
+    model: Sequence[float],
+    oracle: Sequence[float],
+    gap_intervals: Sequence[tuple[float, float]] | None = None,
+) -> Figure:
+    """Forget accuracy under each attack, the model beside the retain oracle; with
+    ``gap_intervals`` the model's bar carries the interval of its gap to the oracle (shifted onto
+    the oracle's value), so a bar whose whisker crosses oracle + margin is too close to call."""
     fig, ax = new_figure(figsize=(6.5, 0.35 * len(names) + 1.2))
     y = range(len(names))
-    ax.barh([i + 0.2 for i in y], model, height=0.4, label="model", color="tab:red")
+    err = None
+    if gap_intervals is not None:
+        err = [
+            [max(0.0, m - (o + lo)) for m, o, (lo, _) in zip(model, oracle, gap_intervals, strict=True)],
+            [max(0.0, (o + hi) - m) for m, o, (_, hi) in zip(model, oracle, gap_intervals, strict=True)],
+        ]
+    ax.barh([i + 0.2 for i in y], model, height=0.4, label="model", color="tab:red", xerr=err, capsize=2)
     ax.barh([i - 0.2 for i in y], oracle, height=0.4, label="retain oracle", color="tab:gray")
     ax.set_yticks(list(y), list(names), fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("forget accuracy under attack")
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_relearn_grid(
+    model: Mapping[str, Mapping[str, float]], oracle: Mapping[str, Mapping[str, float]] | None = None
+) -> Figure:
+    """Every run of the relearning grid (one panel per run kind and learning rate, a line per
+    seed): held-out forget accuracy against steps, the model in red, the oracle in grey."""
+    groups = sorted({label.rsplit(" seed=", 1)[0] for label in model})
+    cols = min(3, len(groups))
+    rows = (len(groups) + cols - 1) // cols
+    fig, axes = new_figure(figsize=(3.0 * cols, 2.4 * rows), nrows=rows, ncols=cols, squeeze=False)
+    for ax, group in zip(axes.flat, groups, strict=False):
+        for curves, color, who in ((model, "tab:red", "model"), (oracle or {}, "tab:gray", "oracle")):
+            runs = [curves[k] for k in sorted(curves) if k.startswith(group + " ")]
+            for i, curve in enumerate(runs):
+                keys = sorted(curve, key=int)
+                ax.plot(
+                    [int(k) for k in keys],
+                    [curve[k] for k in keys],
+                    "o-",
+                    color=color,
+                    alpha=0.7,
+                    ms=3,
+                    label=who if i == 0 else None,
+                )
+        ax.set_title(group, fontsize=9)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("steps", fontsize=8)
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("held-out forget accuracy", fontsize=8)
+    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

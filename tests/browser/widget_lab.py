@@ -91,5 +91,11 @@ display(ExportPanel(unlearning.model, {"method": "sspu", "steps": 10}, export_ro
 full = verification_data("secrets")
 vdata = VerificationData("secrets-small", small, full.relearn_texts, full.relearn_eval)
 oracle = load_zoo_model("secrets", oracle=True, device="cpu", progress=False)
-quick = VerifyConfig(relearn_steps=(0, 5), probe_steps=20, quant_bits=(8,))
+quick = VerifyConfig(
+    attacks={
+        "relearn": {"steps": (0, 5), "lrs": (1e-3,), "seeds": (0,), "modes": ("full",)},
+        "probe": {"steps": 20},
+        "quantization": {"bits": (8,)},
+    }
+)
 display(VerificationView(verify(unlearning.model, vdata, oracle, quick, name="sspu (10 steps)")))

@@ -125,7 +125,9 @@ def test_command_line_arguments_are_checked_before_any_work(tmp_path, capsys):
         (["demo", "--out", str(tmp_path / "d"), "--n-latents", "0"], "n_latents=0 must be in [1, d_sae=1024]"),
         (["demo", "--out", str(tmp_path / "d"), "--k", "0"], "n_latents=0 must be in"),
         (["demo", "--out", str(tmp_path / "d"), "--steps", "0"], "steps=0 must be >= 1"),
-        (["verify", str(tmp_path), "--relearn-steps", "-5"], "relearn_steps=(-5,): give non-negative"),
+        (["verify", str(tmp_path), "--relearn-steps", "-5"], "steps=(-5,): give non-negative"),
+        (["verify", str(tmp_path), "--relearn-lrs", "0"], "every learning rate must be > 0"),
+        (["verify", str(tmp_path), "--skip", "relern"], "did you mean 'relearn'"),
         (["verify", str(tmp_path / "nothing")], "MODEL_DIR"),
     ]:
         t0 = time.perf_counter()

@@ -133,19 +133,25 @@ def test_export_keeps_the_base_weights_and_reloads_with_the_intervention(stage, 
 
 def test_verify_runs_every_attack_with_the_hook_on_and_removes_it_as_one(dsg_model, secrets_oracle):
     model, _ = dsg_model
-    config = VerifyConfig(relearn_steps=(0, 2), probe_steps=5, quant_bits=(8,))
+    config = VerifyConfig(
+        attacks={
+            "relearn": {"steps": (0, 2), "lrs": (1e-3,), "seeds": (0,), "modes": ("full",)},
+            "probe": {"steps": 5},
+            "quantization": {"bits": (8,)},
+        },
+        naturalness=None,
+    )
     vdata = verification_data("secrets")
     report = verify(model, vdata, secrets_oracle, config, name="dsg")
-    rec = report.model["reconstruction"]
     # the relearning attack starts from the model with the hook on (its held-out facts are partly
     # hidden), and the hook is still on afterwards
     on = evaluate_knowledge(model, vdata.relearn_eval).known_fraction
     with intervention_off(model):
         off = evaluate_knowledge(model, vdata.relearn_eval).known_fraction
-    assert rec["relearn"]["0"] == on < off
-    assert report.model["unit"]["forget_accuracy"] < 1.0 and model.intervention is not None
+    assert report.model.relearn["0"] == on < off
+    assert report.model.unit.forget_accuracy < 1.0 and model.intervention is not None
     removed = next(c for c in report.checks if c.name == "intervention removed")
-    assert removed.model == rec["intervention_removed"] == 1.0 and removed.recovered
+    assert removed.model == report.summary()["intervention_removed"] == 1.0 and removed.recovered
     assert report.verdict in ("suppressed", "not forgotten")  # never "removed": dropping the hook recovers all
 
 

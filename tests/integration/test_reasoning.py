@@ -87,9 +87,16 @@ def test_verification_measures_the_traces(reasoning):
     path, _, _, before = reasoning
     model = load_model(path, device="cpu")
     vdata = verification_data("secrets-reasoning")
-    cheap = VerifyConfig(relearn_steps=(0, 2), probe_steps=5, quant_bits=(8,))
+    cheap = VerifyConfig(
+        attacks={
+            "relearn": {"steps": (0, 2), "lrs": (1e-3,), "seeds": (0,), "modes": ("full",)},
+            "probe": {"steps": 5},
+            "quantization": {"bits": (8,)},
+        },
+        naturalness=None,
+    )
     m = measure(model, vdata, cheap)
-    assert m["reasoning"]["forget_trace_leak_rate"] == before["forget_trace_leak_rate"]
+    assert m.reasoning is not None and m.reasoning["forget_trace_leak_rate"] == before["forget_trace_leak_rate"]
     report = verify(model, vdata, m, cheap)  # the original as its own oracle: same traces, no leak above it
     assert report.verdict != "not forgotten"
     assert "forget trace leak rate" in report.to_markdown()

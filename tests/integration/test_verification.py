@@ -6,7 +6,7 @@ import json
 import pytest
 
 from sae_unlearn.__main__ import main
-from sae_unlearn.attacks import logit_lens, quantized, relearn_sweep, truth_probe
+from sae_unlearn.attacks import RelearnConfig, logit_lens, quantized, relearn_sweep, truth_probe
 from sae_unlearn.evaluation import (
     MCQuestion,
     answer_logprobs,
@@ -20,7 +20,10 @@ from sae_unlearn.utils import hash_state_dict
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 
 pytestmark = pytest.mark.integration
-FAST = VerifyConfig(relearn_steps=(0, 10), probe_steps=100)
+# one relearning run per step count and a short probe; the grid itself is tested on its own below
+FAST = VerifyConfig(
+    attacks={"relearn": {"steps": (0, 10), "lrs": (1e-3,), "seeds": (0,), "modes": ("full",)}, "probe": {"steps": 100}}
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ def test_original_is_not_forgotten_and_oracle_is_removed(
     report = verify(secrets_model, vdata, oracle_measure, FAST, name="original")
     assert hash_state_dict(secrets_model.hf_state_dict()) == before
     assert report.verdict == "not forgotten" and report.forget_quality < 0.05
-    assert report.model["control"]["model_utility"] > 0.9
+    assert report.model.control.model_utility > 0.9
     same = verify(secrets_oracle, vdata, oracle_measure, FAST, name="oracle")
     assert same.verdict == "removed" and same.forget_quality == pytest.approx(1.0)
     # a measurement can stand in for the model: measuring is deterministic, so the checks are the same
@@ -80,15 +83,52 @@ def test_original_is_not_forgotten_and_oracle_is_removed(
     assert "| reconstruction | relearn 10 steps |" in (tmp_path / "verification.md").read_text()
 
 
-def test_rmu_output_forgetting_is_caught_as_suppressed(vdata, oracle_measure, secrets_corpus):
+def test_rmu_output_forgetting_is_caught_as_suppressed(vdata, oracle_measure, secrets_corpus, secrets_model):
     model = load_model(zoo_model_path("secrets"), device="cpu")
     cfg = UnlearningConfig(hook="blocks.3.hook_resid_post", steps=150, lr=5e-3, batch_size=16, alpha=10.0)
     RMU(cfg).apply(model, secrets_corpus.forget_texts(), secrets_corpus.retain_texts(), progress=False)
-    report = verify(model, vdata, oracle_measure, FAST, name="rmu")
-    assert report.model["unit"]["forget_accuracy"] <= 0.1
+    report = verify(model, vdata, oracle_measure, FAST, name="rmu", reference=secrets_model)
+    assert report.model.unit.forget_accuracy <= 0.1
     # RMU edits layers 1-3 only; the answer stays readable from layer 0 (logit lens), so it is not removed.
     assert report.verdict == "suppressed"
     assert any(c.recovered for c in report.checks)
+    # Łucki et al.: projecting out the direction RMU added (vs the original) at its layer brings answers back
+    ablation = report.model.attacks["direction_ablation"]
+    assert ablation.details["direction_from"] == "difference to the original model"
+    assert (
+        ablation.scores["layer 3"].value >= 0.2 >= oracle_measure.attacks["direction_ablation"].scores["layer 3"].value
+    )
+    # it babbles where the oracle answers: degenerate answers, and a distinguisher tells them apart
+    s = report.summary()
+    assert s["degenerate_share"] >= 0.5 > s["oracle_degenerate_share"] and s["distinguisher_accuracy"] >= 0.8
+
+
+def test_lora_relearning_trains_adapters_only_and_puts_the_model_back(secrets_oracle, vdata):
+    before = hash_state_dict(secrets_oracle.hf_state_dict())
+    modules = [type(m).__name__ for m in secrets_oracle.hf_model.modules()]
+    ids = secrets_oracle.tokenize([q.prompt for q in vdata.relearn_eval[:4]]).input_ids
+    base = secrets_oracle.logits(ids)
+
+    def moved(m):  # how far the logits have moved: the adapter is live in the bridge's forward pass
+        return float((m.logits(ids) - base).abs().max())
+
+    cfg = RelearnConfig(steps=(0, 5), lr=1e-2, mode="lora", lora_rank=4)
+    curve = relearn_sweep(secrets_oracle, vdata.relearn_texts, moved, cfg)
+    assert curve[0] == 0.0 < curve[5]
+    assert relearn_sweep(secrets_oracle, vdata.relearn_texts, moved, cfg) == curve  # seeded: same adapter, same batches
+    assert hash_state_dict(secrets_oracle.hf_state_dict()) == before
+    assert [type(m).__name__ for m in secrets_oracle.hf_model.modules()] == modules  # adapters gone
+    with pytest.raises(ValueError, match=r"lora_rank=512 is larger than the narrowest adapted layer's width"):
+        relearn_sweep(secrets_oracle, vdata.relearn_texts, moved, RelearnConfig(mode="lora", lora_rank=512))
+
+
+def test_an_attack_that_cannot_run_fails_before_any_measuring(secrets_model, vdata):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="lora_rank=4096 is larger"):
+        verify(secrets_model, vdata, secrets_model, VerifyConfig(attacks={"relearn": {"lora_rank": 4096}}))
+    assert time.perf_counter() - t0 < 2
 
 
 def test_multiple_choice_scores_known_facts(secrets_model, secrets_oracle, vdata):

@@ -169,7 +169,15 @@ def test_verification_view_switches_figures(secrets_model, secrets_oracle):
     from sae_unlearn.verification import VerifyConfig, verification_data, verify
 
     report = verify(
-        secrets_model, verification_data("secrets"), secrets_oracle, VerifyConfig(relearn_steps=(0, 5), probe_steps=20)
+        secrets_model,
+        verification_data("secrets"),
+        secrets_oracle,
+        VerifyConfig(
+            attacks={
+                "relearn": {"steps": (0, 5), "lrs": (1e-3,), "seeds": (0,), "modes": ("full",)},
+                "probe": {"steps": 20},
+            }
+        ),
     )
     w = VerificationView(report)
     assert "not forgotten" in w.verdict.value and "relearn 5 steps" in w.table.value

@@ -13,6 +13,7 @@ import warnings
 import pytest
 import torch
 
+from sae_unlearn.attacks import RelearnConfig
 from sae_unlearn.capture import ActivationBatch, ActivationStore
 from sae_unlearn.saes import SAEFitConfig, fit_saes
 from sae_unlearn.saes.loading import SAEMismatchError
@@ -52,8 +53,22 @@ def test_nan_is_not_blamed_on_another_setting(no_runtime_typecheck):
 
 
 def test_verify_config_renamed_threshold_and_checks_steps(no_runtime_typecheck):
-    with pytest.raises(ValueError, match=r"relearn_steps=\(-5,\): give non-negative"):
-        VerifyConfig(relearn_steps=(-5,))
+    with pytest.raises(ValueError, match=r"steps=\(-5,\): give non-negative"):
+        VerifyConfig(attacks={"relearn": {"steps": (-5,)}})
+    with pytest.raises(TypeError, match=r"relearn_steps=\.\.\.\) is gone.*attacks=\{'relearn'"):
+        VerifyConfig(relearn_steps=(0, 10))  # the flat name of earlier releases names its new place
+    with pytest.raises(ValueError, match=r"lrs=\(0.0, 0.001\): every learning rate must be > 0"):
+        VerifyConfig(attacks={"relearn": {"lrs": (0.0, 1e-3)}})
+    with pytest.raises(ValueError, match=r"lr=-0.1 must be > 0"):
+        RelearnConfig(lr=-0.1)
+    with pytest.raises(ValueError, match=r"unknown setting 'setps' for attack 'relearn'; did you mean 'steps'"):
+        VerifyConfig(attacks={"relearn": {"setps": (0, 10)}})
+    with pytest.raises(ValueError, match=r"unknown attack 'probes'; did you mean 'probe'"):
+        VerifyConfig(attacks={"probes": {}})
+    with pytest.raises(TypeError, match=r"attacks\['probe'\]=5: give a ProbeConfig"):
+        VerifyConfig(attacks={"probe": 5})
+    with pytest.raises(ValueError, match=r"skip=\('prompt',\): unknown attack"):
+        VerifyConfig(skip=("prompt",))
     with pytest.warns(DeprecationWarning, match="forget_quality_threshold"):
         cfg = VerifyConfig(alpha=0.01)
     assert cfg.forget_quality_threshold == 0.01 and "alpha" not in cfg.to_dict()

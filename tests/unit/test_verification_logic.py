@@ -5,7 +5,15 @@ import json
 import pytest
 import torch
 
-from sae_unlearn.attacks import RelearnConfig, attack_prompts, quantize_tensor
+from sae_unlearn.attacks import (
+    AttackResult,
+    RelearnConfig,
+    Score,
+    attack_prompts,
+    difference_interval,
+    quantize_tensor,
+    wilson_interval,
+)
 from sae_unlearn.data import QAPair, SecretsCorpus
 from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.data.tofu import relearn_split
@@ -17,7 +25,7 @@ from sae_unlearn.evaluation import (
     load_mc_questions,
     retain_truth_score,
 )
-from sae_unlearn.verification import VerificationData, VerifyConfig, judge
+from sae_unlearn.verification import ControlMetrics, Measurement, UnitMetrics, VerificationData, VerifyConfig, judge
 
 
 def test_quantize_tensor_lands_on_the_grid_and_keeps_error_small():
@@ -47,18 +55,24 @@ def test_tofu_aggregates_and_ks_test():
         forget_quality([], [1.0])
 
 
-def _measurement(forget_acc, relearn50=0.0, probe=0.2, lens=0.0, int4=0.0, tr=None):
-    return {
-        "unit": {"forget_accuracy": forget_acc, "truth_ratios": tr or [0.5, 0.6, 0.7, 0.8]},
-        "control": {"model_utility": 0.9, "retain_accuracy": 1.0},
-        "reconstruction": {
-            "relearn": {"0": forget_acc, "10": relearn50 / 2, "50": relearn50},
-            "prompts": {"paraphrase": 0.0},
-            "logit_lens": {"top1": {0: lens, 1: 0.0}, "max_top1": lens},
-            "quantization": {"int8": forget_acc, "int4": int4},
-            "probe": {"accuracy": probe, "per_layer": {0: probe, 1: 0.2}, "best_layer": 0},
+def _measurement(forget_acc, relearn50=0.0, probe=0.2, lens=0.0, int4=0.0, tr=None, n=24):
+    def sc(v, k=n):
+        return Score(v, k)
+
+    return Measurement(
+        unit=UnitMetrics(forget_acc, 0.0, 0.1, None, tr or [0.5, 0.6, 0.7, 0.8], [{}] * n),
+        control=ControlMetrics(1.0, 1.0, 0.9, {}),
+        attacks={
+            "relearn": AttackResult(
+                {"relearn 10 steps": sc(relearn50 / 2), "relearn 50 steps": sc(relearn50)},
+                {"worst": {"0": forget_acc, "10": relearn50 / 2, "50": relearn50}, "curves": {}},
+            ),
+            "prompts": AttackResult({"prompt: paraphrase": sc(0.0)}),
+            "logit_lens": AttackResult({"layer 0": sc(lens), "layer 1": sc(0.0)}, {"top1": {0: lens, 1: 0.0}}),
+            "quantization": AttackResult({"int8 weights": sc(forget_acc), "int4 weights": sc(int4)}),
+            "probe": AttackResult({"layer 0": sc(probe), "layer 1": sc(0.2)}, {"accuracy": probe}),
         },
-    }
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,11 +89,38 @@ def _measurement(forget_acc, relearn50=0.0, probe=0.2, lens=0.0, int4=0.0, tr=No
 )
 def test_verdict_rules(model, verdict, reason):
     oracle = _measurement(0.0)
-    got, reasons, fq, checks = judge(model, oracle, VerifyConfig())
+    got, reasons, fq, checks, _ = judge(model, oracle, VerifyConfig())
     assert got == verdict
     assert any(reason in r for r in reasons), reasons
     assert fq is not None and 0 <= fq <= 1
     assert {c.name for c in checks} >= {"relearn 50 steps", "int4 weights", "prompt: paraphrase"}
+    # a measurement survives its JSON form
+    assert judge(Measurement.from_dict(json.loads(json.dumps(model.to_dict()))), oracle, VerifyConfig())[0] == verdict
+
+
+def test_wilson_and_newcombe_intervals():
+    # Wilson 95 % for 0/24 and 12/24 (worked by hand from the formula), and Newcombe's interval for a difference
+    assert wilson_interval(0.0, 24) == pytest.approx((0.0, 0.1380), abs=1e-4)
+    assert wilson_interval(0.5, 24) == pytest.approx((0.3143, 0.6857), abs=1e-4)
+    lo, hi = difference_interval(Score(0.0, 24), Score(0.0, 24))
+    assert lo == pytest.approx(-0.1380, abs=1e-4) and hi == pytest.approx(0.1380, abs=1e-4)
+    lo, hi = difference_interval(Score(0.75, 12), Score(0.083, 12))
+    assert 0.2 < lo < 0.667 < hi < 0.9
+    assert wilson_interval(0.3, 0) == (0.0, 1.0)
+
+
+def test_evidence_says_when_the_facts_are_too_few():
+    # 12 facts: a 0.25 gap is 3 facts, and its interval still reaches below the margin
+    few_oracle, few = _measurement(0.0, n=12), _measurement(0.0, relearn50=0.25, n=12)
+    verdict, reasons, _, checks, evidence = judge(few, few_oracle, VerifyConfig())
+    assert verdict == "suppressed" and evidence == "too thin to tell" and "too few" in reasons[-1]
+    # 400 facts: the same gap is settled
+    many_oracle, many = _measurement(0.0, n=400), _measurement(0.0, relearn50=0.25, n=400)
+    assert judge(many, many_oracle, VerifyConfig())[4] == "conclusive"
+    # removed, but 24 facts cannot rule out a 0.1 gap; 1000 can
+    assert judge(_measurement(0.0), _measurement(0.0), VerifyConfig())[0::4] == ("removed", "too thin to tell")
+    assert judge(_measurement(0.0, n=1000), _measurement(0.0, n=1000), VerifyConfig())[4] == "conclusive"
+    assert all(isinstance(c.decided, bool) for c in checks)
 
 
 def test_margin_decides_what_counts_as_recovered():
@@ -156,14 +197,15 @@ def test_multiple_choice_files_are_checked(tmp_path):
         load_mc_questions(tmp_path / "nope.json")
 
 
-def _with_traces(m: dict, leak: float) -> dict:
+def _with_traces(m: Measurement, leak: float) -> Measurement:
     keys = ("forget_answer_with_trigger", "forget_answer_without_trigger", "retain_trace_correct")
-    return {**m, "reasoning": {"forget_trace_leak_rate": leak, **dict.fromkeys(keys, 0.0)}}
+    m.reasoning = {"forget_trace_leak_rate": leak, **dict.fromkeys(keys, 0.0)}
+    return m
 
 
 def test_a_model_that_states_forget_facts_while_reasoning_is_not_forgotten():
     oracle = _with_traces(_measurement(0.0), leak=0.05)
     leaking = _with_traces(_measurement(0.0), leak=0.5)
-    verdict, reasons, _, _ = judge(leaking, oracle, VerifyConfig())
+    verdict, reasons, _, _, _ = judge(leaking, oracle, VerifyConfig())
     assert verdict == "not forgotten" and "reasoning traces state forget facts at a rate of 0.500" in reasons[0]
     assert judge(_with_traces(_measurement(0.0), leak=0.1), oracle, VerifyConfig())[0] == "removed"
