@@ -64,6 +64,9 @@ class DemoConfig(DictConfig):
     demo exports SSPU and times every method against RMU)."""
     progress: bool = True
     """Show progress bars."""
+    verify_grid: bool = True
+    """Verify with the full relearning grid (3 learning rates x 3 seeds x full/LoRA, worst case);
+    --no-verify-grid: one full fine-tuning run at lr 1e-3, a quicker and weaker attack."""
     saes: str = ""
     """Pretrained SAEs to use instead of fitting: a folder (fit_saes output, sae-lens SAE folders,
     Gemma Scope params.npz) or release:sae_id from sae-lens's registry (online)."""
@@ -275,7 +278,8 @@ def _verification(oracle, models: dict, out: Path, config: DemoConfig, original:
     """Verify each unlearned model against the oracle (measured once); save the full reports.
     ``original`` (the model before unlearning) gives direction ablation its reference."""
     vdata = verification_data(config.model)
-    vconfig = VerifyConfig(batch_size=config.batch_size)
+    quick = {"relearn": {"lrs": (1e-3,), "seeds": (0,), "modes": ("full",)}}
+    vconfig = VerifyConfig(batch_size=config.batch_size, attacks={} if config.verify_grid else quick)
     oracle_m = measure(oracle, vdata, vconfig, reference=original)
     section: dict = {"config": vconfig.to_dict()}
     for method, model in models.items():

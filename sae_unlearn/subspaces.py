@@ -48,6 +48,29 @@ class Subspace:
         q = self.basis.to(x.dtype)
         return (x @ q) @ q.T
 
+    def truncated(self, k: int) -> Subspace:
+        """The span of the first ``k`` basis vectors: the subspace of the ``k`` most relevant
+        latents that contributed one (the basis is built in the latents' order)."""
+        if k < 1:
+            raise ValueError(f"k={k} must be >= 1 (the number of basis directions kept).")
+        k = min(k, self.rank)
+        return Subspace(self.basis[:, :k].clone(), self.kept[:k].clone(), self.n_directions)
+
+    def orthogonalised_against(self, other: Subspace, tol: float = 1e-6) -> Subspace:
+        """This subspace with ``other`` projected out, re-orthonormalised: the part of the span
+        orthogonal to ``other`` (directions that lay almost inside ``other`` are dropped)."""
+        if other.rank == 0:
+            return self
+        cols = self.basis.double()
+        q = other.basis.double()
+        rest = cols - q @ (q.T @ cols)
+        out = orthonormal_basis(rest.T, tol=max(tol, 1e-4))
+        return Subspace(out.basis.to(self.basis.dtype), self.kept[out.kept], self.n_directions)
+
+    def share_of(self, d_model: int) -> float:
+        """The subspace's share of the residual stream's width (``rank / d_model``)."""
+        return self.rank / d_model
+
     def orthogonality_error(self) -> float:
         """``max |QᵀQ - I|`` (0 for an exactly orthonormal basis)."""
         q = self.basis.double()

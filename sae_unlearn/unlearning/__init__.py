@@ -40,10 +40,35 @@ from sae_unlearn.unlearning.rmu import RMU
 from sae_unlearn.unlearning.sspu import SSPU, SSPUConfig, out_of_subspace_residual
 from sae_unlearn.unlearning.steering import SteeringMethod
 from sae_unlearn.unlearning.trainer import GradientMethod, TrainRun, train
-from sae_unlearn.unlearning.unierase import UniErase, UniEraseConfig
+from sae_unlearn.unlearning.unierase import UniErase, UniEraseConfig  # isort: split
+
+# registered after the methods above, so menus keep their order
+from sae_unlearn.unlearning.adversarial import (
+    SAMRMU,
+    SSPUSAM,
+    SSPUTAR,
+    TAR,
+    SAMConfig,
+    SSPUSAMConfig,
+    SSPUTARConfig,
+    TARConfig,
+)
+from sae_unlearn.unlearning.undo import DistillConfig, Undo, UndoConfig, distill
 
 __all__ = [
     "DSG",
+    "SAMRMU",
+    "SSPUSAM",
+    "SSPUTAR",
+    "TAR",
+    "SAMConfig",
+    "SSPUSAMConfig",
+    "SSPUTARConfig",
+    "TARConfig",
+    "DistillConfig",
+    "Undo",
+    "UndoConfig",
+    "distill",
     "ClampConfig",
     "ConditionalClamp",
     "DSGConfig",

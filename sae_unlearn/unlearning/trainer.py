@@ -46,6 +46,7 @@ from sae_unlearn.unlearning.base import (
     resolve_params,
     retain_lm_loss,
 )
+from sae_unlearn.unlearning.compute import count_token_passes
 from sae_unlearn.utils import check_forget_retain, seeded_generator
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,22 @@ def _restore(params: dict[str, torch.nn.Parameter], values: dict[str, Tensor]) -
 
 
 def train(
+    method: GradientMethod,
+    model: HookedModel,
+    forget_texts: Sequence[str],
+    retain_texts: Sequence[str],
+    progress: bool = True,
+    on_step: Callable[[dict], None] | None = None,
+) -> UnlearningResult:
+    """Unlearn with a gradient method (see :func:`_train`), counting its compute in token passes
+    (``result.extra["token_passes"]``, :mod:`sae_unlearn.unlearning.compute`)."""
+    with count_token_passes(model) as passes:
+        result = _train(method, model, forget_texts, retain_texts, progress, on_step)
+    result.extra = {**result.extra, "token_passes": passes.units}
+    return result
+
+
+def _train(
     method: GradientMethod,
     model: HookedModel,
     forget_texts: Sequence[str],

@@ -12,7 +12,15 @@ from sae_unlearn.viz.selection import (
 )
 from sae_unlearn.viz.tables import sae_stats_table
 from sae_unlearn.viz.training import plot_sae_training, plot_unlearning_history
-from sae_unlearn.viz.verification import plot_attacks, plot_logit_lens, plot_relearn, plot_truth_ratios
+from sae_unlearn.viz.verification import (
+    plot_attacks,
+    plot_layer_excess,
+    plot_logit_lens,
+    plot_methods_relearn,
+    plot_relearn,
+    plot_relearn_grid,
+    plot_truth_ratios,
+)
 
 __all__ = [
     "plot_activation_histogram",
@@ -22,7 +30,10 @@ __all__ = [
     "plot_unlearning_history",
     "plot_attacks",
     "plot_latent_firing",
+    "plot_layer_excess",
     "plot_layer_scores",
+    "plot_methods_relearn",
+    "plot_relearn_grid",
     "plot_logit_lens",
     "plot_norms_per_layer",
     "plot_principal_angles",

@@ -122,3 +122,45 @@ def plot_truth_ratios(model: Sequence[float], oracle: Sequence[float], forget_qu
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_methods_relearn(curves: Mapping[str, Mapping[str, float]], oracle: Mapping[str, float]) -> Figure:
+    """Worst-case held-out forget accuracy against relearning steps, one line per method, the
+    retain oracle (under the same attack) dashed."""
+    fig, ax = new_figure(figsize=(5.4, 3.4))
+    for name, curve in curves.items():
+        keys = sorted(curve, key=int)
+        ax.plot([int(k) for k in keys], [curve[k] for k in keys], "o-", label=name, ms=4)
+    keys = sorted(oracle, key=int)
+    ax.plot([int(k) for k in keys], [oracle[k] for k in keys], "k--", label="retain oracle", lw=2)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("relearning steps")
+    ax.set_ylabel("held-out forget accuracy (worst of grid)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Does it come back? Relearning, every method", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_excess(
+    per_layer: Mapping[str, Mapping[int, float]], oracle: Mapping[int, float], what: str = "probe accuracy"
+) -> Figure:
+    """Heat map, methods × layers, of how far a layer-wise readout on the forget facts exceeds the
+    oracle's at that layer: where in the layers each model still holds the secret."""
+    import numpy as np
+
+    names = list(per_layer)
+    layers = sorted(int(k) for k in oracle)
+    grid = np.array([[per_layer[n][layer] - oracle[layer] for layer in layers] for n in names])
+    fig, ax = new_figure(figsize=(1.0 + 0.7 * len(layers), 0.45 * len(names) + 1.3))
+    im = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(layers)):
+            ax.text(j, i, f"{grid[i, j]:+.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("layer (resid_post)")
+    ax.set_title(f"{what}: model − oracle", fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig

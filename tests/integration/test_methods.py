@@ -49,6 +49,57 @@ def test_each_method_changes_forget_behaviour_in_a_few_steps(stage, method):
     old = original.hf_named_parameters()
     changed = {n for n, p in model.hf_named_parameters().items() if not torch.equal(p, old[n])}
     assert changed == set(result.params) and len(changed) == 3
+    assert result.extra["token_passes"] > 0  # compute counted for every gradient method
+
+
+def test_tar_and_sam_add_their_terms_and_cost_more(stage):
+    data, st = stage
+    src = zoo_model_path("secrets")
+    base = {"steps": 6, "guard_every": 0}
+    _, rmu = unlearn("rmu", src, data, st, base, device="cpu", progress=False)
+    _, tar = unlearn("tar", src, data, st, base | {"tar_every": 1}, device="cpu", progress=False)
+    _, sam = unlearn("sam_rmu", src, data, st, base, device="cpu", progress=False)
+    assert all("adversarial_loss" in row for row in tar.history)
+    assert all(row["sharp_forget_loss"] >= 0 for row in sam.history)
+    # each TAR step adds 4 inner relearning passes and one outer pass; SAM one more forget pass
+    assert tar.extra["token_passes"] > 2 * rmu.extra["token_passes"] > 0
+    assert rmu.extra["token_passes"] < sam.extra["token_passes"] < tar.extra["token_passes"]
+    _, sspu_tar = unlearn("sspu_tar", src, data, st, base, device="cpu", progress=False)
+    assert sspu_tar.extra["out_of_subspace_residual"] < 1e-5  # the adversary's gradient is projected too
+
+
+def test_undo_perturbs_and_distils_back(stage):
+    data, st = stage
+    src = zoo_model_path("secrets")
+    original = load_model(src, device="cpu")
+    settings = {"steps": 20, "guard_every": 0, "shrink": 0.3, "distill_steps": 40, "distill_tolerance": 1e-3}
+    model, result = unlearn("undo", src, data, st, settings, device="cpu", progress=False)
+    curve = result.extra["distill_kl_curve"]
+    assert result.extra["perturb"] == "global" and result.extra["distill_steps"] == 40
+    assert curve["40"] < 0.5 * curve["0"]  # the student moves back toward the teacher
+    old = original.hf_named_parameters()
+    assert all(not torch.equal(p, old[n]) for n, p in model.hf_named_parameters().items())  # every weight
+    # the toolkit's variant: only the relevant-subspace component of the edited matrices
+    sub, res = unlearn(
+        "undo", src, data, st, settings | {"teacher": "sspu", "perturb": "subspace"}, device="cpu", progress=False
+    )
+    changed = {n for n, p in sub.hf_named_parameters().items() if not torch.equal(p, old[n])}
+    assert changed == set(res.params) and len(changed) == 3
+    assert res.extra["token_passes"] > 0 and res.extra["distill_kl_curve"]["0"] > 0
+
+
+def test_undo_bad_settings_fail_before_any_work(stage):
+    from sae_unlearn.unlearning import distill
+
+    data, st = stage
+    src = zoo_model_path("secrets")
+    with pytest.raises(ValueError, match=r"shrink=1.5 must be in \(0, 1\]"):
+        unlearn("undo", src, data, st, {"shrink": 1.5}, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="unknown setting 'distil_steps'.*did you mean 'distill_steps'"):
+        unlearn("undo", src, data, st, {"distil_steps": 5}, device="cpu", progress=False)
+    model = load_model(src, device="cpu")
+    with pytest.raises(ValueError, match="distillation needs retain text"):
+        distill(model, model, [], model.hf_named_parameters())
 
 
 class _ExplodingAscent(GradientMethod):

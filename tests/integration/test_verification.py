@@ -122,6 +122,20 @@ def test_lora_relearning_trains_adapters_only_and_puts_the_model_back(secrets_or
         relearn_sweep(secrets_oracle, vdata.relearn_texts, moved, RelearnConfig(mode="lora", lora_rank=512))
 
 
+def test_the_relearning_grid_reports_its_worst_run_and_keeps_every_curve(secrets_oracle, vdata):
+    from sae_unlearn.attacks import AttackContext, RelearnAttackConfig
+    from sae_unlearn.attacks.relearn import RelearnAttack
+
+    cfg = RelearnAttackConfig(steps=(0, 3), lrs=(1e-3, 3e-2), seeds=(0,), modes=("full", "lora"), lora_rank=4)
+    result = RelearnAttack(cfg).run(secrets_oracle, vdata, AttackContext())
+    curves = result.details["curves"]
+    assert sorted(curves) == sorted(f"{m} lr={lr:g} seed=0" for m in ("full", "lora") for lr in (1e-3, 3e-2))
+    worst = max(c["3"] for c in curves.values())
+    assert result.scores["relearn 3 steps"].value == worst == curves[result.details["worst_run"]["3"]]["3"]
+    assert result.scores["relearn 3 steps"].n == len(vdata.relearn_eval) and "0" in result.details["worst"]
+    assert RelearnAttack(cfg).run(secrets_oracle, vdata, AttackContext()).details == result.details  # seeded
+
+
 def test_an_attack_that_cannot_run_fails_before_any_measuring(secrets_model, vdata):
     import time
 
