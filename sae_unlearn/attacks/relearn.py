@@ -129,6 +129,8 @@ def lora_adapter(model: HookedModel, rank: int, alpha: float, seed: int) -> Iter
         fan_in_fan_out=fan_in_fan_out,
     )
     tree = [(parent, dict(parent._modules)) for parent in model.hf_model.modules()]
+    had_config = "peft_config" in model.hf_model.__dict__
+    old_config = model.hf_model.__dict__.get("peft_config")
     try:
         with seeded(seed), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
@@ -138,6 +140,10 @@ def lora_adapter(model: HookedModel, rank: int, alpha: float, seed: int) -> Iter
         for parent, children in tree:
             parent._modules.clear()
             parent._modules.update(children)
+        if had_config:  # peft records its config on the model: put back what was there
+            model.hf_model.__dict__["peft_config"] = old_config
+        else:
+            model.hf_model.__dict__.pop("peft_config", None)
 
 
 def relearn_sweep(

@@ -118,6 +118,7 @@ def test_lora_relearning_trains_adapters_only_and_puts_the_model_back(secrets_or
     assert relearn_sweep(secrets_oracle, vdata.relearn_texts, moved, cfg) == curve  # seeded: same adapter, same batches
     assert hash_state_dict(secrets_oracle.hf_state_dict()) == before
     assert [type(m).__name__ for m in secrets_oracle.hf_model.modules()] == modules  # adapters gone
+    assert not hasattr(secrets_oracle.hf_model, "peft_config")  # and peft's bookkeeping with them
     with pytest.raises(ValueError, match=r"lora_rank=512 is larger than the narrowest adapted layer's width"):
         relearn_sweep(secrets_oracle, vdata.relearn_texts, moved, RelearnConfig(mode="lora", lora_rank=512))
 
