@@ -130,14 +130,14 @@ def main() -> None:
             }
             row["goal"] = goal(row)
             rows.append(row)
+            if args.json:  # after every variant: a long run that is stopped keeps what it measured
+                write_json_atomic(Path(args.json), rows)
             missed = [k for k, v in row["goal"].items() if not v]
             print(f"{name} {label}: {row['verdict']} ({row['evidence']}); goal missed: {missed}")
         oprobe = oracle_m.attacks["probe"].details["accuracy"] if "probe" in oracle_m.attacks else None
         odegen = oracle_m.naturalness.degenerate_share if oracle_m.naturalness else None
         orelearn = max(v for k, v in oracle_m.relearn.items() if int(k) > 0)
         print(f"{name} oracle: relearn worst {orelearn:.3f}, probe {_fmt(oprobe)}, degenerate {_fmt(odegen)}")
-    if args.json:
-        write_json_atomic(Path(args.json), rows)
     print(
         "\n| model | method | compute / retraining | retain / original | utility Δ | worst relearn (oracle) | "
         "probe | direction ablation | degenerate (Δ oracle) | distinguisher | verdict (evidence) | goal missed |"
