@@ -107,7 +107,8 @@ config = VerifyConfig(
 oracle_evidence = measure(oracle, vdata, config)
 reports = {}
 for m in tqdm(methods, desc="methods"):
-    settings = settings_for(m, {"steps": STEPS} | chosen.get(m, {}))
+    # UNDO's distillation gets the same short budget as every method's unlearning
+    settings = settings_for(m, {"steps": STEPS} | chosen.get(m, {}) | ({"distill_steps": STEPS} if m == "undo" else {}))
     unlearned, _ = unlearn(m, zoo_model_path(MODEL), data, stage, settings, progress=False)
     reports[m] = verify(unlearned, vdata, oracle_evidence, config, name=method_label(m))
     del unlearned
