@@ -39,7 +39,7 @@ from sae_unlearn.unlearning.registry import register
 from sae_unlearn.unlearning.rmu import RMU
 from sae_unlearn.unlearning.sspu import SSPU, SSPUConfig
 from sae_unlearn.unlearning.trainer import TrainRun
-from sae_unlearn.utils import DictConfig, seeded_generator
+from sae_unlearn.utils import DictConfig, preserved_parameters, seeded_generator
 
 
 def _surrogate(params: dict[str, torch.nn.Parameter], grads: tuple[Tensor, ...]) -> Tensor:
@@ -110,9 +110,8 @@ class TARTerms:
     def _adversary(self, run: TrainRun, forget: TokenBatch) -> tuple[tuple[Tensor, ...], Tensor]:
         """Relearn the forget texts from the current weights; the steering loss's gradient there."""
         cfg, params = self.config, run.params
-        saved = {n: p.detach().clone() for n, p in params.items()}
         data, gen = run.state["tar_data"], run.state["tar_gen"]
-        try:
+        with preserved_parameters(params):  # the weights are back as they were when it returns
             for _ in range(cfg.tar_inner_steps):
                 idx = torch.randperm(len(data.input_ids), generator=gen)[: cfg.batch_size]
                 ids, w = data.input_ids[idx].to(run.model.device), data.loss_weight[idx].to(run.model.device)
@@ -123,10 +122,6 @@ class TARTerms:
                         p.sub_(cfg.tar_inner_lr * g)
             outer = _forget_steering_loss(run, forget, cfg.hook)  # still ignorant after relearning?
             g_adv = torch.autograd.grad(outer, list(params.values()))
-        finally:
-            with torch.no_grad():
-                for n, p in params.items():
-                    p.copy_(saved[n])
         return g_adv, outer.detach()
 
 
@@ -163,17 +158,12 @@ class SAMTerms:
         # the perturbation happens before the step's own graph is built (it changes the weights in place)
         g = torch.autograd.grad(_forget_steering_loss(run, forget, hook), list(params.values()))
         norm = torch.sqrt(sum(x.pow(2).sum() for x in g)).clamp_min(1e-12)  # type: ignore[arg-type]
-        saved = {n: p.detach().clone() for n, p in params.items()}
-        try:
+        with preserved_parameters(params):
             with torch.no_grad():
                 for p, x in zip(params.values(), g, strict=True):
                     p.add_(self.config.sam_rho * x / norm)
             sharp = _forget_steering_loss(run, forget, hook)
             g_sam = torch.autograd.grad(sharp, list(params.values()))
-        finally:
-            with torch.no_grad():
-                for n, p in params.items():
-                    p.copy_(saved[n])
         terms = super().step_loss(run, forget, forget_index, retain, retain_index)  # type: ignore[misc]
         # the forget term at the perturbed weights replaces the plain one; the retain terms stay
         terms["loss"] = terms["loss"] - terms["forget_loss"] + _surrogate(params, g_sam)
