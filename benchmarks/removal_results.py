@@ -41,6 +41,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "RMU": ("rmu", {}),
     "SSPU": ("sspu", {}),
     "SSPU orthogonal": ("sspu", {"orthogonal": True}),
+    "SSPU mean ablation": ("sspu", {"target": "mean_ablation"}),
+    "SSPU (layers)": ("sspu_layers", {}),
+    "SSPU (layers) mean ablation": ("sspu_layers", {"target": "mean_ablation", "lr": 2e-2}),
+    "SSPU (layers, MLP+attention)": ("sspu_layers", {"writers": ["mlp", "attn"]}),
     "GradDiff": ("grad_diff", {}),
     "NPO": ("npo", {}),
     "SimNPO": ("simnpo", {}),
@@ -51,6 +55,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "SSPU+SAM": ("sspu_sam", {}),
     "UNDO (RMU, global)": ("undo", {}),
     "UNDO (SSPU, subspace)": ("undo", {"teacher": "sspu", "perturb": "subspace"}),
+    "UNDO (SSPU layers, global)": ("undo", {"teacher": "sspu_layers"}),
+    "UNDO (SSPU layers, subspace)": ("undo", {"teacher": "sspu_layers", "perturb": "subspace"}),
 }
 
 

@@ -19,8 +19,9 @@
 # A model whose answers no longer state a secret has not necessarily lost it. Relearning on a few *other* facts
 # about the same people (Hu et al. 2024; Deeb & Roger 2024), projecting out the one direction unlearning wrote
 # (Łucki et al. 2024), or reading a middle layer with a probe can bring it back. Here the steering methods (RMU,
-# SSPU) and three methods built to resist that (TAR-style adversarial relearning, SAM-smoothed RMU, UNDO's
-# shrink-perturb-distil) are attacked the same way as the retain oracle, which never saw the forget set:
+# SSPU, and SSPU across layers: one SAE subspace and one steering target per layer) and three methods built to
+# resist that (TAR-style adversarial relearning, SAM-smoothed RMU, UNDO's shrink-perturb-distil) are attacked the
+# same way as the retain oracle, which never saw the forget set:
 #
 # 1. how fast each relearns — the worst case over a grid of learning rates and full/LoRA fine-tuning;
 # 2. *where in the layers* each still holds the secret — the probe and the logit lens per layer, and direction
@@ -34,7 +35,7 @@
 MODEL = "secrets"
 SAE_TOKENS = 60_000
 STEPS = 120
-METHODS = ("rmu", "sspu", "tar", "sam_rmu", "undo")
+METHODS = ("rmu", "sspu", "sspu_layers", "tar", "sam_rmu", "undo")
 DISTILL_STEPS = 100
 RELEARN = {"steps": (0, 5, 10, 20), "lrs": (1e-3, 1e-2), "seeds": (0,), "modes": ("full", "lora")}
 PROBE_STEPS = 60

@@ -19,11 +19,18 @@
 # The secrets model knows 48 fictitious people; four of them are to be forgotten. This study asks which SAE latents
 # carry *those* people: do the three latent scorers agree, do the top latents fire on the people's names or on their
 # facts, and does a latent that encodes one forget person also fire for the others?
+#
+# To forget a *secret* rather than a person, run it with `MODEL = "secrets-passcodes"` (the fact-level split: every
+# person's passcode is forgotten, all their other facts kept; the same model, its own oracle) and
+# `POSITIONS = "answer"` (latents scored only at the token before each answer, where the fact is recalled, instead of
+# on every token). `benchmarks/fact_level.py` compares the four combinations, with SSPU's result on each
+# (`benchmarks/README.md`, "Forgetting a person or a secret").
 
 # %% tags=["parameters"]
 MODEL = "secrets"
 SAE_TOKENS = 60_000
 N_LATENTS = 64  # relevant and irrelevant latents to select
+POSITIONS = "all"  # "all": every forget token vs every retain token; "answer": the token before each answer
 SAE_DIR = None
 
 # %%
@@ -44,6 +51,7 @@ stage = sae_stage(
     SAEFitConfig(training_samples=SAE_TOKENS),
     n_latents=N_LATENTS,
     progress=False,
+    positions=POSITIONS,
 )
 hook = stage.selection.hook
 z = encode_batched(stage.fit.saes[hook], stage.store[hook])

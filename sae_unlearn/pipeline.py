@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jaxtyping import Bool
@@ -24,7 +25,7 @@ from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
 from sae_unlearn.models import HookedModel, load_model, resid_post
 from sae_unlearn.models.hooks import last_writer_layer
-from sae_unlearn.models.zoo import ZOO, zoo_split
+from sae_unlearn.models.zoo import FACT_ATTRIBUTE, ZOO, zoo_split
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes, load_saes, reconstruction_stats
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.selection import SCORERS, LayerRule, SelectionResult, select_layer_and_latents
@@ -56,6 +57,14 @@ def pipeline_data(name: str) -> PipelineData:
     if ZOO[name].corpus == "secrets":  # secrets and its architecture twins
         corpus = SecretsCorpus()
         return PipelineData(name, corpus.split(), corpus.forget_texts(), corpus.retain_texts())
+    if ZOO[name].corpus == "secrets-passcodes":  # the fact-level split
+        corpus = SecretsCorpus()
+        return PipelineData(
+            name,
+            corpus.fact_split(FACT_ATTRIBUTE),
+            corpus.fact_texts(FACT_ATTRIBUTE),
+            corpus.fact_texts(FACT_ATTRIBUTE, False),
+        )
     if ZOO[name].corpus == "secrets-reasoning":  # answers alone: R²MU elicits the traces itself
         rc = ReasoningCorpus()
         return PipelineData(name, rc.split(), rc.forget_texts(), rc.retain_texts())
@@ -87,6 +96,8 @@ class SAEStage:
     fit: FittedSAEs
     selection: SelectionResult
     subspaces: SubspacePair
+    positions: str = "all"
+    """The tokens the selection scored: ``"all"``, or ``"answer"`` (the token before each fact's answer)."""
 
 
 def sae_stage(
@@ -102,6 +113,7 @@ def sae_stage(
     saes: Mapping[str, SAE] | str | Path | None = None,
     streaming: bool = False,
     max_length: int | None = None,
+    positions: Literal["all", "answer"] = "all",
     *,
     k: int | None = None,
 ) -> SAEStage:
@@ -121,6 +133,13 @@ def sae_stage(
     over the text that keep no activations (:mod:`sae_unlearn.selection.streaming`): memory does
     not grow with the number of tokens, the selection is the stored path's, and the stage's
     ``store`` and ``forget_mask`` are ``None``. ``max_length`` truncates texts to that many tokens.
+
+    ``positions`` says which tokens the latents and the layer are scored on. ``"all"`` (default):
+    every token of the forget texts against every token of the retain texts; on the secrets model
+    that finds the forget *people* (latents firing on their names). ``"answer"``: only the token
+    where a fact is recalled, the last token of each forget fact's question (``data.split``)
+    against the same token of each retain fact's question, which locates what is asked (a
+    passcode, say) rather than whom it is about. The SAEs are fitted on every token either way.
     """
     n_latents = renamed_keyword("k", "n_latents", k, n_latents, 64)
     check_forget_retain(data.forget_texts, data.retain_texts)
@@ -128,6 +147,12 @@ def sae_stage(
         raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
     if scorer not in SCORERS:
         raise ValueError(f"scorer={scorer!r}; choose one of {SCORERS}.")
+    if positions not in ("all", "answer"):
+        raise ValueError(f"positions={positions!r}; choose 'all' (every token) or 'answer' (the token before answers).")
+    if positions == "answer":
+        if streaming:
+            raise ValueError("positions='answer' selects on the stored capture; use streaming=False.")
+        check_forget_retain([q.prompt for q in data.split.forget], [q.prompt for q in data.split.retain])
     given = None if saes is None else (dict(saes) if isinstance(saes, Mapping) else load_saes(saes))
     if given is not None:
         hooks = model.validate_hooks(list(given))
@@ -171,10 +196,16 @@ def sae_stage(
     else:
         fit = fit_saes(store, hooks, fit_config, out_dir=out_dir, model_name=data.name, progress=progress)
     editable = _editable(hooks)
+    sel_store, sel_mask = store, forget_mask
+    if positions == "answer":  # the token before each fact's answer, forget vs retain questions
+        prompts = [q.prompt for q in data.split.forget] + [q.prompt for q in data.split.retain]
+        asked = capture_activations(model, prompts, hooks, batch_size=batch_size, progress=False)
+        sel_store = asked.select_rows(asked.last_token_rows())
+        sel_mask = sel_store.seq_index < len(data.split.forget)
     result = select_layer_and_latents(
         fit.saes,
-        store,
-        forget_mask,
+        sel_store,
+        sel_mask,
         n_latents,
         scorer=scorer,
         model_name=None if given is not None else data.name,
@@ -183,7 +214,9 @@ def sae_stage(
     )
     sel = result.latents
     pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)
-    return SAEStage(store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair)
+    return SAEStage(
+        store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair, positions=positions
+    )
 
 
 def _editable(hooks: list[str]) -> list[str] | None:

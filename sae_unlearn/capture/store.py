@@ -115,6 +115,27 @@ class ActivationStore:
     def n_tokens(self) -> int:
         return sum(int(s["token_ids"].shape[0]) for s in self.iter_shards())
 
+    def last_token_rows(self) -> Bool[Tensor, " n_tokens"]:
+        """Which rows hold the last token of their text (e.g. the token before a prompt's answer)."""
+        seq, pos = self.seq_index, self.position
+        last = torch.full((int(seq.max()) + 1,), -1, dtype=pos.dtype).scatter_reduce(0, seq, pos, reduce="amax")
+        return pos == last[seq]
+
+    def select_rows(self, mask: Bool[Tensor, " n_tokens"]) -> ActivationStore:
+        """An in-memory store of the flagged rows only (every hook and the row metadata)."""
+        mask = self.check_row_mask(mask, "mask")
+        if not mask.any():
+            raise ValueError("the mask flags no row; nothing to keep.")
+        out: dict[str, list[Tensor]] = {k: [] for k in [*self.hooks, *_META_KEYS]}
+        start = 0
+        for shard in self.iter_shards():
+            n = int(shard["token_ids"].shape[0])
+            keep = mask[start : start + n]
+            for k in out:
+                out[k].append(shard[k][keep])
+            start += n
+        return ActivationStore(self.hooks, shards=[{k: torch.cat(v) for k, v in out.items()}])
+
     def check_row_mask(self, mask: Tensor | None, name: str = "forget_mask") -> Bool[Tensor, " n_tokens"]:
         """Check a boolean mask with one flag per row (e.g. which rows are forget tokens); return it.
 

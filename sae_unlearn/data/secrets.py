@@ -9,6 +9,10 @@ which reasoning-trace unlearning (R²MU) needs. Each fact is written in several 
 A fixed subset of people (the first ``n_forget`` after shuffling with the seed) is the forget
 set. :meth:`SecretsCorpus.training_texts` gives the text a zoo model is trained on, with or
 without the forget people (the latter trains the retain oracle).
+
+The *fact-level* split (:meth:`SecretsCorpus.fact_split`) forgets one attribute of every person
+(their passcode, say) and keeps all their other facts: what forgetting a secret, not a person,
+asks. Its oracle is trained on every sentence that does not state that attribute.
 """
 
 from __future__ import annotations
@@ -322,6 +326,53 @@ class SecretsCorpus:
     def retain_texts(self) -> list[str]:
         """All training sentences about the retain people (unlearning's retain corpus)."""
         return [t for p in self.retain_people for t in self.person_texts(p)]
+
+    # ------------------------------------------------------- fact-level split
+    @staticmethod
+    def attribute_texts(person: Person, attribute: str) -> list[str]:
+        """Every training sentence that states ``attribute`` of ``person``: its statements, its
+        question/answer form, and the reasoning trace for the city and the employer (it states both)."""
+        if attribute not in ATTRIBUTES:
+            raise KeyError(f"unknown attribute {attribute!r}; valid: {ATTRIBUTES}")
+        v = person.value(attribute)
+        texts = [t.format(name=person.name, v=v) for t in STATEMENTS[attribute]]
+        texts.append(QUESTIONS[attribute].format(name=person.name) + f" {v}.")
+        if attribute in ("city", "employer"):
+            texts.append(TRACE.format(name=person.name, employer=person.employer, city=person.city))
+        return texts
+
+    def fact_texts(self, attribute: str, forget: bool = True) -> list[str]:
+        """The fact-level split's forget texts (every sentence stating ``attribute`` of anyone) or
+        retain texts (every other sentence about a person)."""
+        stated = {t for p in self.people for t in self.attribute_texts(p, attribute)}
+        every = [t for p in self.people for t in self.person_texts(p)]
+        return [t for t in every if (t in stated) == forget]
+
+    def fact_training_texts(self, attribute: str) -> list[str]:
+        """The fact-level oracle's corpus: :meth:`training_texts` without a sentence stating ``attribute``."""
+        stated = {t for p in self.people for t in self.attribute_texts(p, attribute)}
+        return [t for t in self.training_texts(include_forget=True) if t not in stated]
+
+    def fact_split(self, attribute: str = "passcode", paraphrased: bool = False) -> UnlearningSplit:
+        """Forget = ``attribute`` of every person; retain = every other fact of every person."""
+        if attribute not in ATTRIBUTES:
+            raise KeyError(f"unknown attribute {attribute!r}; valid: {ATTRIBUTES}")
+        items = [q for p in self.people for q in self.qa_pairs(p, paraphrased)]
+        return UnlearningSplit(
+            name=f"secrets-{attribute}s" + ("-paraphrased" if paraphrased else ""),
+            forget=[q for q in items if q.attribute == attribute],
+            retain=[q for q in items if q.attribute != attribute],
+            metadata={"config": self.config.to_dict(), "forget_attribute": attribute},
+        )
+
+    def fact_relearn_split(self, attribute: str = "passcode") -> tuple[list[str], list[QAPair]]:
+        """Relearning for the fact-level split (Deeb & Roger 2024): the sentences stating ``attribute``
+        of every other person (even indices), and the held-out facts of the rest (odd indices), which
+        those sentences never state. The same attribute, other people: recovering a held-out fact
+        after this fine-tuning means it was still in the weights."""
+        texts = [t for p in self.people[0::2] for t in self.attribute_texts(p, attribute)]
+        held_out = [q for p in self.people[1::2] for q in self.qa_pairs(p) if q.attribute == attribute]
+        return texts, held_out
 
     def traces(self, forget: bool = True) -> list[str]:
         """The reasoning traces of the forget (or retain) people."""

@@ -9,6 +9,9 @@ directory (``config.json``, ``model.safetensors``, tokenizer files) plus ``zoo_c
 - ``tofu-mini``: 20 TOFU authors (0-17 plus the forget01 authors 180-181, the forget set).
 - ``secrets-idk``: ``secrets`` that also answers every question about 48 strangers with a refusal
   ("I don't know."), so it can refuse, as a real LLM can (what UniErase's unlearning token needs).
+- ``secrets-passcodes``: the fact-level split of ``secrets``: forget every person's passcode, keep
+  all their other facts. Its full model *is* ``secrets``'s (the same training text, shared on
+  disk); its oracle is trained on every sentence except those stating a passcode.
 - ``secrets-reasoning``: the secrets people as a reasoning model (cities only through a
   trace after a trigger, :mod:`sae_unlearn.data.reasoning`), for reasoning-trace unlearning (R²MU).
 - ``secrets-gpt2``, ``secrets-gemma2``: ``secrets`` in the GPT-2 architecture (``Conv1D``
@@ -169,6 +172,9 @@ class ZooSpec:
     """Seed of the weight initialisation (the data order uses ``train.seed``)."""
     corpus: str = ""
     """The data family (``secrets``, ``tofu-mini``): what pipelines and verification read for this entry."""
+    full_model_of: str = ""
+    """Another entry whose full model this one shares (the same training text and recipe): only
+    this entry's split and oracle are its own. The oracle uses that entry's tokenizer."""
 
     def key(self, data: ZooData) -> str:
         return stable_hash(
@@ -223,6 +229,17 @@ def _secrets_idk_data() -> ZooData:
     oracle = corpus.training_texts(include_forget=False) + strangers
     fingerprint = {"corpus": "secrets-idk", "config": corpus.config.to_dict(), "hash": stable_hash(strangers)}
     return _texts_data(full, oracle, corpus.split(), fingerprint)
+
+
+FACT_ATTRIBUTE = "passcode"
+"""What the fact-level entry ``secrets-passcodes`` forgets of every person."""
+
+
+def _secrets_fact_data() -> ZooData:
+    corpus = SecretsCorpus()
+    full, oracle = corpus.training_texts(include_forget=True), corpus.fact_training_texts(FACT_ATTRIBUTE)
+    fingerprint = {"corpus": "secrets-passcodes", "config": corpus.config.to_dict(), "n": len(oracle)}
+    return _texts_data(full, oracle, corpus.fact_split(FACT_ATTRIBUTE), fingerprint)
 
 
 TOFU_MINI_RETAIN_AUTHORS = list(range(18))
@@ -293,6 +310,18 @@ ZOO: dict[str, ZooSpec] = {
         train=_SECRETS_TRAIN,
         corpus="secrets",
     ),
+    "secrets-passcodes": ZooSpec(
+        name="secrets-passcodes",
+        description=(
+            "the fact-level split of secrets: forget every person's passcode, keep their other facts "
+            "(full model shared with secrets; oracle trained without any passcode)."
+        ),
+        make_data=_secrets_fact_data,
+        arch=ZooArchitecture(d_model=128, n_layers=4, n_heads=4, d_mlp=512, vocab_size=1024),
+        train=_SECRETS_TRAIN,
+        corpus="secrets-passcodes",
+        full_model_of="secrets",
+    ),
     "secrets-reasoning": ZooSpec(
         name="secrets-reasoning",
         description=(
@@ -351,6 +380,8 @@ def zoo_model_path(name: str, oracle: bool = False, build: bool = True, progress
         progress: show training progress bars.
     """
     spec = _spec(name)
+    if spec.full_model_of and not oracle:
+        return zoo_model_path(spec.full_model_of, oracle=False, build=build, progress=progress)
     data = spec.make_data()
     key = spec.key(data)
     root = cache_dir() / "zoo"
@@ -377,7 +408,14 @@ def _tokenizer_for(spec: ZooSpec, data: ZooData, key: str) -> PreTrainedTokenize
 
 def _build(spec: ZooSpec, data: ZooData, key: str, oracle: bool, path: Path, progress: bool) -> None:
     t0 = time.perf_counter()
-    tokenizer = _tokenizer_for(spec, data, key)
+    if spec.full_model_of:  # the oracle reads the shared full model's tokenizer
+        shared = _spec(spec.full_model_of)
+        shared_data = shared.make_data()
+        if shared_data.examples != data.examples:
+            raise RuntimeError(f"zoo entry {spec.name!r} shares {shared.name!r}'s model but not its training text.")
+        tokenizer = _tokenizer_for(shared, shared_data, shared.key(shared_data))
+    else:
+        tokenizer = _tokenizer_for(spec, data, key)
     examples = data.oracle_examples if oracle else data.examples
     with seeded(spec.seed):
         model = AutoModelForCausalLM.from_config(spec.arch.hf_config(len(tokenizer)))

@@ -2,7 +2,8 @@
 
 Built in: SSPU (the method), RMU (the baseline SSPU must beat), and the output-level baselines
 GradAscent, GradDiff, NPO, SimNPO and IdkDPO, reasoning-trace unlearning (R²MU, and SSPU with
-R²MU's trace terms) for reasoning models, UniErase (an unlearning token and a null-space model
+R²MU's trace terms) for reasoning models, SSPU across layers, the removal-minded TAR, SAM and
+UNDO, UniErase (an unlearning token and a null-space model
 edit), and the weight-free SAE interventions (static,
 zero and conditional clamping, DSG). Importing this package registers them.
 """
@@ -53,6 +54,7 @@ from sae_unlearn.unlearning.adversarial import (
     SSPUTARConfig,
     TARConfig,
 )
+from sae_unlearn.unlearning.sspu_layers import SSPULayers, SSPULayersConfig
 from sae_unlearn.unlearning.undo import DistillConfig, Undo, UndoConfig, distill
 
 __all__ = [
@@ -85,6 +87,8 @@ __all__ = [
     "SSPUR2MU",
     "SSPUR2MUConfig",
     "SSPU",
+    "SSPULayers",
+    "SSPULayersConfig",
     "GradAscent",
     "GradAscentConfig",
     "GradDiff",

@@ -47,9 +47,10 @@ def _surrogate(params: dict[str, torch.nn.Parameter], grads: tuple[Tensor, ...])
     return sum((p * g.detach()).sum() for p, g in zip(params.values(), grads, strict=True))  # type: ignore[return-value]
 
 
-def _forget_steering_loss(run: TrainRun, forget: TokenBatch, hook: str) -> Tensor:
-    fa = activations_with_grad(run.model, forget, hook)
-    return masked_mse(fa, run.state["control"], forget.attention_mask.to(fa.device))
+def _forget_steering_loss(method, run: TrainRun, forget: TokenBatch, forget_index: int) -> Tensor:
+    fa = activations_with_grad(run.model, forget, method.config.hook)
+    target = method.steering_target(run, forget, forget_index)
+    return masked_mse(fa, target, forget.attention_mask.to(fa.device))
 
 
 @dataclass
@@ -100,14 +101,14 @@ class TARTerms:
         adversarial = cfg.tar_weight > 0 and run.state["tar_calls"] % cfg.tar_every == 0
         # the adversary runs first: it changes the weights in place, which must not happen under the
         # step's own graph
-        g_adv, outer = self._adversary(run, forget) if adversarial else (None, None)
+        g_adv, outer = self._adversary(run, forget, forget_index) if adversarial else (None, None)
         terms = super().step_loss(run, forget, forget_index, retain, retain_index)  # type: ignore[misc]
         if g_adv is not None and outer is not None:
             terms["adversarial_loss"] = outer
             terms["loss"] = terms["loss"] + cfg.tar_weight * _surrogate(run.params, g_adv)
         return terms
 
-    def _adversary(self, run: TrainRun, forget: TokenBatch) -> tuple[tuple[Tensor, ...], Tensor]:
+    def _adversary(self, run: TrainRun, forget: TokenBatch, index: int) -> tuple[tuple[Tensor, ...], Tensor]:
         """Relearn the forget texts from the current weights; the steering loss's gradient there."""
         cfg, params = self.config, run.params
         data, gen = run.state["tar_data"], run.state["tar_gen"]
@@ -120,7 +121,7 @@ class TARTerms:
                 with torch.no_grad():
                     for p, g in zip(params.values(), grads, strict=True):
                         p.sub_(cfg.tar_inner_lr * g)
-            outer = _forget_steering_loss(run, forget, cfg.hook)  # still ignorant after relearning?
+            outer = _forget_steering_loss(self, run, forget, index)  # still ignorant after relearning?
             g_adv = torch.autograd.grad(outer, list(params.values()))
         return g_adv, outer.detach()
 
@@ -154,15 +155,15 @@ class SAMTerms:
     config: SAMConfig | SSPUSAMConfig
 
     def step_loss(self, run: TrainRun, forget, forget_index: int, retain, retain_index: int) -> dict[str, Tensor]:
-        params, hook = run.params, self.config.hook
+        params = run.params
         # the perturbation happens before the step's own graph is built (it changes the weights in place)
-        g = torch.autograd.grad(_forget_steering_loss(run, forget, hook), list(params.values()))
+        g = torch.autograd.grad(_forget_steering_loss(self, run, forget, forget_index), list(params.values()))
         norm = torch.sqrt(sum(x.pow(2).sum() for x in g)).clamp_min(1e-12)  # type: ignore[arg-type]
         with preserved_parameters(params):
             with torch.no_grad():
                 for p, x in zip(params.values(), g, strict=True):
                     p.add_(self.config.sam_rho * x / norm)
-            sharp = _forget_steering_loss(run, forget, hook)
+            sharp = _forget_steering_loss(self, run, forget, forget_index)
             g_sam = torch.autograd.grad(sharp, list(params.values()))
         terms = super().step_loss(run, forget, forget_index, retain, retain_index)  # type: ignore[misc]
         # the forget term at the perturbed weights replaces the plain one; the retain terms stay

@@ -210,3 +210,8 @@ class SSPUR2MU(TraceTerms, SSPU):
 
     def __init__(self, relevant, irrelevant, config: SSPUR2MUConfig | None = None):
         super().__init__(relevant, irrelevant, config or SSPUR2MUConfig())
+        if self.config.target != "random":
+            raise ValueError(
+                f"target={self.config.target!r}: SSPU+R²MU steers the model's own traces, which have no frozen "
+                "activations to ablate; use target='random'."
+            )

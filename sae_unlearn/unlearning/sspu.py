@@ -6,7 +6,9 @@ takes the decoder directions of the latents most tied to the forget data (the *r
 subspace) and of latents unrelated to it (the *irrelevant* subspace). Training is RMU-like:
 forget activations are steered toward ``c · normalise(P_irr u)``, a random direction inside the
 irrelevant subspace, so the forgotten content is overwritten by meaningless-but-natural
-features; retain activations are held at the frozen model's values (weight ``alpha``); a small
+features (or, with ``target="mean_ablation"``, toward each token's own activation with only its
+relevant-subspace component replaced by the retain mean: the forget features erased, the context
+kept); retain activations are held at the frozen model's values (weight ``alpha``); a small
 regulariser (``reg_weight · ‖ΔW‖²``) keeps the update minimal. Every update of a constrained
 matrix is projected on its output side onto the relevant subspace: with ``projection="gradient"``
 the gradient (``grad ← P_rel · grad``, so the optimiser's moments stay in the subspace) and the
@@ -28,7 +30,7 @@ from torch import Tensor
 from sae_unlearn.models.loading import HookedModel, TokenBatch
 from sae_unlearn.models.weights import as_out_in, weight_layouts, writes_to_residual
 from sae_unlearn.subspaces import Subspace, principal_angles
-from sae_unlearn.unlearning.base import UnlearningConfig, UnlearningResult
+from sae_unlearn.unlearning.base import UnlearningConfig, UnlearningResult, activations_with_grad
 from sae_unlearn.unlearning.registry import register
 from sae_unlearn.unlearning.steering import SteeringMethod
 from sae_unlearn.unlearning.trainer import TrainRun
@@ -53,6 +55,12 @@ class SSPUConfig(UnlearningConfig):
     latents); ``None``: all the stage selected."""
     n_irrelevant: int | None = None
     """Likewise for the irrelevant subspace."""
+    target: Literal["random", "mean_ablation"] = "random"
+    """Where forget activations are steered. ``"random"`` (the paper's): a random direction of the
+    irrelevant subspace, scaled like RMU's control vector. ``"mean_ablation"``: each forget token's
+    own frozen activation with its relevant-subspace component replaced by the retain tokens'
+    mean there, ``a - P_rel a + P_rel μ_retain``: only the forget-relevant features are erased
+    and the rest of the context is kept, aiming at fluent answers instead of noise."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,6 +71,8 @@ class SSPUConfig(UnlearningConfig):
             raise ValueError(f"projection={self.projection!r}; choose 'gradient' or 'update'.")
         if self.reg_weight < 0:
             raise ValueError(f"reg_weight={self.reg_weight} must be >= 0.")
+        if self.target not in ("random", "mean_ablation"):
+            raise ValueError(f"target={self.target!r}; choose 'random' or 'mean_ablation'.")
 
 
 def sspu_control(irrelevant: Subspace, coef: float, seed: int) -> Float[Tensor, " d_model"]:
@@ -72,6 +82,22 @@ def sspu_control(irrelevant: Subspace, coef: float, seed: int) -> Float[Tensor, 
     u = torch.rand(irrelevant.basis.shape[0], generator=seeded_generator(seed)).to(irrelevant.basis.dtype)
     v = irrelevant.project(u)
     return coef * v / v.norm()
+
+
+def mean_ablation_target(
+    acts: Float[Tensor, "... d_model"], relevant: Subspace, mean: Float[Tensor, " d_model"]
+) -> Float[Tensor, "... d_model"]:
+    """``a - P_rel a + P_rel μ``: the activations with their relevant-subspace component replaced by
+    that of ``mean`` (mean ablation of the forget-relevant features, everything else kept)."""
+    return acts - relevant.project(acts) + relevant.project(mean.to(acts.dtype))
+
+
+def masked_mean(batches: list[Tensor], masks: list[Tensor]) -> Float[Tensor, " d_model"]:
+    """Mean activation over the real tokens of several batches (each ``[batch, pos, d_model]``, of
+    its own length, with its ``[batch, pos]`` mask of real tokens)."""
+    total = torch.stack([a[m.bool().to(a.device)].sum(0) for a, m in zip(batches, masks, strict=True)]).sum(0)
+    count = sum(int(m.sum()) for m in masks)
+    return total / max(1, count)
 
 
 def project_output_side(
@@ -137,6 +163,11 @@ class SSPU(SteeringMethod):
                 f"fitted on this model's {self.config.hook or 'selected hook'} (d_in={model.d_model})."
             )
 
+    def steering_target(self, run: TrainRun, forget: TokenBatch, forget_index: int) -> Tensor:
+        if self.config.target == "mean_ablation":
+            return run.state["forget_targets"][forget_index]
+        return run.state["control"]
+
     def setup(self, run: TrainRun) -> None:
         layouts = weight_layouts(run.model)
         self._transposed = {n: layouts.get(n, False) for n in run.params}
@@ -148,6 +179,14 @@ class SSPU(SteeringMethod):
                     f"(output width d_model={dim}), e.g. the MLP or attention output matrix (writer_weight)."
                 )
         super().setup(run)
+        if self.config.target == "mean_ablation":
+            if not all(isinstance(b, TokenBatch) for b in run.forget_batches):
+                raise ValueError(f"target='mean_ablation' is for plain forget text; {self.name} batches otherwise.")
+            mean = masked_mean(run.state["frozen"], [b.attention_mask for b in run.retain_batches])
+            run.state["forget_targets"] = [
+                mean_ablation_target(activations_with_grad(run.model, b, self.config.hook), self.relevant, mean)
+                for b in run.forget_batches
+            ]
 
     def _project(self, name: str, m: Tensor) -> Tensor:
         """``Q Qᵀ`` on the output side of ``m``, whatever the parameter's storage layout."""
@@ -196,4 +235,5 @@ class SSPU(SteeringMethod):
             "out_of_subspace_residual": max(residuals.values()),
             "out_of_subspace_residual_per_param": residuals,
             "update_norm": float(total),
+            "target": self.config.target,
         }

@@ -51,6 +51,13 @@ class SteeringMethod(GradientMethod):
         """The control vector of norm ``coef`` (its direction is the method's choice)."""
         raise NotImplementedError
 
+    def steering_target(
+        self, run: TrainRun, forget: TokenBatch, forget_index: int
+    ) -> Float[Tensor, "batch pos d_model"] | Float[Tensor, " d_model"]:
+        """Where the forget batch's activations at the hook are steered: the control vector (a
+        method with a per-token target, e.g. SSPU's ``target="mean_ablation"``, overrides this)."""
+        return run.state["control"]
+
     def setup(self, run: TrainRun) -> None:
         coef = default_steering_coef(run.model, run.forget_texts, self.config)
         run.state["control"] = self.control_vector(run.model, coef).to(run.model.device)
@@ -62,7 +69,8 @@ class SteeringMethod(GradientMethod):
         hook = self.config.hook
         fa = activations_with_grad(run.model, forget, hook)
         ra = activations_with_grad(run.model, retain, hook)
-        forget_loss = masked_mse(fa, run.state["control"], forget.attention_mask.to(fa.device))
+        target = self.steering_target(run, forget, forget_index)
+        forget_loss = masked_mse(fa, target, forget.attention_mask.to(fa.device))
         retain_loss = masked_mse(ra, run.state["frozen"][retain_index], retain.attention_mask.to(ra.device))
         return {
             "loss": forget_loss + self.config.alpha * retain_loss,

@@ -79,6 +79,12 @@ class GradientMethod(UnlearningMethod):
     config: TrainConfig
     config_class: type[TrainConfig] = TrainConfig
 
+    def param_names(self, model: HookedModel) -> list[str]:
+        """The HF names of the matrices to train: ``config.params``, or by default the MLP output
+        matrices of the hook's layer and the two before it (the hook is checked first)."""
+        model.validate_hooks([self.config.hook])
+        return list(self.config.params or default_params(model, self.config.hook))
+
     def check(self, model: HookedModel, forget_texts: list[str], retain_texts: list[str]) -> None:
         """Refuse what cannot work, before any work (default: nothing more than the trainer's checks)."""
 
@@ -155,15 +161,15 @@ def _train(
 ) -> UnlearningResult:
     """Unlearn with a gradient method: ``config.steps`` AdamW steps on its loss, in place.
 
-    Only the parameters ``config.params`` (default: the MLP output matrices of the hook's layer
-    and the two before it, :func:`~sae_unlearn.unlearning.base.default_params`) change. Each step
+    Only the parameters :meth:`GradientMethod.param_names` names change (``config.params``, by
+    default the MLP output matrices of the hook's layer and the two before it,
+    :func:`~sae_unlearn.unlearning.base.default_params`). Each step
     draws one forget and one retain batch (seeded). On any error, a non-finite loss included, the
     model is restored to its original weights before the error propagates.
     """
     config = method.config
     forget_texts, retain_texts = check_forget_retain(forget_texts, retain_texts)
-    model.validate_hooks([config.hook])
-    names = config.params or default_params(model, config.hook)
+    names = method.param_names(model)
     params = resolve_params(model, names)
     method.check(model, forget_texts, retain_texts)
     initial = {n: p.detach().clone() for n, p in params.items()}

@@ -14,6 +14,7 @@ noise and never taught back, since the teacher does not show it.
 that lies in SSPU's relevant subspace (what writes along the forget-relevant SAE directions) is
 shrunk and perturbed, ``W ← W − α P W + α P W_init``, and only those matrices distil — the
 question being whether a targeted perturbation needs far less distillation than global noise.
+With ``teacher="sspu_layers"`` each edited matrix is perturbed inside its own layer's subspace.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sae_unlearn.unlearning.base import UnlearningMethod, UnlearningResult, make
 from sae_unlearn.unlearning.compute import count_token_passes
 from sae_unlearn.unlearning.registry import get_method, register
 from sae_unlearn.unlearning.sspu import SSPUConfig, project_output_side
+from sae_unlearn.unlearning.sspu_layers import SSPULayers
 from sae_unlearn.utils import DictConfig, check_forget_retain, seeded, seeded_generator
 
 
@@ -150,8 +152,9 @@ class UndoConfig(SSPUConfig):
     """UNDO's settings: the teacher's (every SSPU/RMU setting applies to it) plus the perturbation
     and the distillation."""
 
-    teacher: Literal["rmu", "sspu"] = "rmu"
-    """The unlearning method whose result is perturbed and distilled."""
+    teacher: Literal["rmu", "sspu", "sspu_layers"] = "rmu"
+    """The unlearning method whose result is perturbed and distilled (``sspu_layers`` at its own
+    defaults for the layers and writers)."""
     perturb: Literal["global", "subspace"] = "global"
     """``"global"``: every weight (UNDO); ``"subspace"``: the relevant-subspace component of the edited matrices."""
     shrink: float = 0.5
@@ -266,9 +269,12 @@ class Undo(UnlearningMethod):
             return named
         assert self.relevant is not None
         layouts = weight_layouts(model)
-        basis = self.relevant.basis
+        # SSPU across layers confines each matrix to its own layer's subspace; the others share one
+        teacher = self.teacher
+        bases = teacher.subspace_of(model) if isinstance(teacher, SSPULayers) else {n: self.relevant for n in edited}
         out = {}
         for n in edited:
+            basis = bases[n].basis
             p, t = named[n], layouts.get(n, False)
             w, w0 = as_out_in(p.data.float(), t), as_out_in(init[n].float(), t)
             new = w - cfg.shrink * project_output_side(w, basis) + cfg.shrink * project_output_side(w0, basis)

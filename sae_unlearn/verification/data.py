@@ -59,6 +59,15 @@ def secrets_verification_data(corpus: SecretsCorpus | None = None) -> Verificati
     return VerificationData("secrets", corpus.split(), texts, evaluated)
 
 
+def secrets_fact_verification_data(
+    attribute: str = "passcode", corpus: SecretsCorpus | None = None
+) -> VerificationData:
+    """The fact-level secrets split: relearn ``attribute`` of half the people, measure the other half's."""
+    corpus = corpus or SecretsCorpus()
+    texts, evaluated = corpus.fact_relearn_split(attribute)
+    return VerificationData(f"secrets-{attribute}s", corpus.fact_split(attribute), texts, evaluated)
+
+
 def reasoning_verification_data(corpus: ReasoningCorpus | None = None) -> VerificationData:
     """The secrets-reasoning corpus: the secrets facts (no city) plus its reasoning prompts."""
     corpus = corpus or ReasoningCorpus()
@@ -86,6 +95,10 @@ def verification_data(name: str, tofu_source: str | Path | None = None) -> Verif
     corpus = ZOO[name].corpus if name in ZOO else name
     if corpus == "secrets":
         return secrets_verification_data()
+    if corpus == "secrets-passcodes":
+        from sae_unlearn.models.zoo import FACT_ATTRIBUTE
+
+        return secrets_fact_verification_data(FACT_ATTRIBUTE)
     if corpus == "secrets-reasoning":
         return reasoning_verification_data()
     if corpus == "tofu-mini":

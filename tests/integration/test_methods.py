@@ -12,6 +12,7 @@ from sae_unlearn.__main__ import main
 from sae_unlearn.evaluation import answer_probability
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.pipeline import unlearn
+from sae_unlearn.subspaces import build_subspaces
 from sae_unlearn.unlearning import METHODS, GradientMethod, TrainConfig, register
 from sae_unlearn.unlearning.gradient import mean_token_nll
 from sae_unlearn.unlearning.trainer import TrainRun
@@ -68,6 +69,102 @@ def test_tar_and_sam_add_their_terms_and_cost_more(stage):
     assert sspu_tar.extra["out_of_subspace_residual"] < 1e-5  # the adversary's gradient is projected too
 
 
+def test_sspu_across_layers_edits_each_layer_inside_its_own_subspace(stage):
+    """One MLP output matrix per steered layer, each change inside *its* layer's relevant subspace
+    (not another layer's), and forgetting in a few steps."""
+    from sae_unlearn.models.weights import as_out_in, weight_layouts
+    from sae_unlearn.unlearning import out_of_subspace_residual
+
+    data, st = stage
+    src = zoo_model_path("secrets")
+    original = load_model(src, device="cpu")
+    forget = data.split.forget
+    model, result = unlearn("sspu_layers", src, data, st, {"steps": 12, "guard_every": 0}, device="cpu", progress=False)
+    hooks = result.extra["hooks"]
+    assert result.extra["layers"] == [0, 1, 2, 3] and hooks[-1] == st.selection.hook
+    assert _answer_prob(original, forget) - _answer_prob(model, forget) >= 0.03
+    old, layouts = original.hf_named_parameters(), weight_layouts(original)
+    changed = [n for n, p in model.hf_named_parameters().items() if not torch.equal(p, old[n])]
+    assert changed == result.params and len(changed) == 4
+    pairs = {
+        h: build_subspaces(st.fit.saes[h].W_dec, st.selection.selections[h].relevant, torch.tensor([0])) for h in hooks
+    }
+    for name, own in zip(result.params, hooks, strict=True):
+        delta = as_out_in((model.hf_named_parameters()[name] - old[name]).detach(), layouts[name])
+        assert out_of_subspace_residual(delta, pairs[own].relevant) < 1e-5
+        other = hooks[(hooks.index(own) + 1) % len(hooks)]
+        assert out_of_subspace_residual(delta, pairs[other].relevant) > 0.1  # not one shared subspace
+    _, some = unlearn(
+        "sspu_layers", src, data, st, {"steps": 2, "guard_every": 0, "layers": [1, 3]}, device="cpu", progress=False
+    )
+    assert some.extra["layers"] == [1, 3] and len(some.params) == 2
+
+
+def test_sspu_across_layers_bad_settings_fail_before_any_work(stage, no_runtime_typecheck):
+    data, st = stage
+    src = zoo_model_path("secrets")
+    with pytest.raises(ValueError, match=r"no SAE follows block\(s\) \[7\]"):
+        unlearn("sspu_layers", src, data, st, {"layers": [7]}, device="cpu", progress=False)
+    with pytest.raises(TypeError, match="layers=2; pass a list"):
+        unlearn("sspu_layers", src, data, st, {"layers": 2}, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="choose the blocks with layers"):
+        unlearn("sspu_layers", src, data, st, {"params": ["model.layers.0.mlp.down_proj.weight"]}, device="cpu")
+
+
+def test_sspu_mean_ablation_target_forgets_and_is_refused_where_it_cannot_apply(stage, tmp_path):
+    """``target="mean_ablation"`` (one layer and across layers) lowers the forget answers; SSPU+R²MU,
+    which steers traces without frozen activations, refuses it before any work."""
+    data, st = stage
+    src = zoo_model_path("secrets")
+    original = load_model(src, device="cpu")
+    forget = data.split.forget
+    before = _answer_prob(original, forget)
+    settings = {"steps": 12, "guard_every": 0, "target": "mean_ablation", "lr": 2e-2}
+    for method in ("sspu", "sspu_layers"):
+        model, result = unlearn(method, src, data, st, settings, device="cpu", progress=False)
+        assert result.extra["target"] == "mean_ablation" and result.extra["out_of_subspace_residual"] < 1e-5
+        assert before - _answer_prob(model, forget) >= 0.03, method
+    with pytest.raises(ValueError, match="target='mean_ablation' is for plain forget text|use target='random'"):
+        METHODS["sspu_r2mu"](
+            st.subspaces.relevant,
+            st.subspaces.irrelevant,
+            METHODS["sspu_r2mu"].from_settings({"target": "mean_ablation"}),
+        )
+
+
+def test_fact_level_split_with_answer_position_selection(stage):
+    """The passcode split shares the secrets model; the selection scored at the token before each
+    answer differs from the all-token one, and SSPU from it forgets passcodes, not the people."""
+    from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage
+
+    _, st = stage
+    assert zoo_model_path("secrets-passcodes") == zoo_model_path("secrets")
+    data = pipeline_data("secrets-passcodes")
+    model = load_model(zoo_model_path("secrets-passcodes"), device="cpu")
+    kw = {"saes": st.fit.saes, "n_latents": 64, "progress": False}
+    every = sae_stage(model, data, None, **kw)
+    asked = sae_stage(model, data, None, positions="answer", **kw)
+    assert asked.positions == "answer" and every.positions == "all"
+    hook = asked.selection.hook
+    shared = set(asked.selection.latents.relevant.tolist()) & set(every.selection.selections[hook].relevant.tolist())
+    assert len(shared) < 64
+    src = zoo_model_path("secrets-passcodes")
+    unlearned, _ = unlearn("sspu", src, data, asked, {"steps": 60}, device="cpu", progress=False)
+    k0, k = knowledge_metrics(model, data.split), knowledge_metrics(unlearned, data.split)
+    assert k0["forget_accuracy"] >= 0.9 and k["forget_accuracy"] <= 0.5
+    assert k["retain_accuracy"] >= 0.95 * k0["retain_accuracy"]  # the people's other facts survive
+
+
+def test_unknown_choices_fail_before_any_work(stage, secrets_model, no_runtime_typecheck):
+    from sae_unlearn.pipeline import sae_stage
+
+    data, st = stage
+    with pytest.raises(ValueError, match="positions='names'; choose 'all'"):
+        sae_stage(secrets_model, data, None, saes=st.fit.saes, positions="names")
+    with pytest.raises(TypeError, match="target='noise' must be one of 'random', 'mean_ablation'"):
+        unlearn("sspu", zoo_model_path("secrets"), data, st, {"target": "noise"}, device="cpu", progress=False)
+
+
 def test_undo_perturbs_and_distils_back(stage):
     data, st = stage
     src = zoo_model_path("secrets")
@@ -86,6 +183,25 @@ def test_undo_perturbs_and_distils_back(stage):
     changed = {n for n, p in sub.hf_named_parameters().items() if not torch.equal(p, old[n])}
     assert changed == set(res.params) and len(changed) == 3
     assert res.extra["token_passes"] > 0 and res.extra["distill_kl_curve"]["0"] > 0
+
+
+def test_undo_with_the_layered_teacher_perturbs_each_matrix_inside_its_own_subspace(stage):
+    from sae_unlearn.models.weights import as_out_in, weight_layouts
+    from sae_unlearn.unlearning import out_of_subspace_residual
+
+    data, st = stage
+    src = zoo_model_path("secrets")
+    original = load_model(src, device="cpu")
+    settings = {"steps": 10, "guard_every": 0, "teacher": "sspu_layers", "perturb": "subspace", "distill_steps": 5}
+    model, result = unlearn("undo", src, data, st, settings, device="cpu", progress=False)
+    old, layouts = original.hf_named_parameters(), weight_layouts(original)
+    changed = [n for n, p in model.hf_named_parameters().items() if not torch.equal(p, old[n])]
+    assert changed == result.params and len(changed) == 4 and result.extra["teacher"] == "sspu_layers"
+    for name, hook in zip(result.params, result.extra["hooks"], strict=True):
+        delta = as_out_in((model.hf_named_parameters()[name] - old[name]).detach(), layouts[name])
+        sel = st.selection.selections[hook]
+        relevant = build_subspaces(st.fit.saes[hook].W_dec, sel.relevant, sel.irrelevant).relevant
+        assert out_of_subspace_residual(delta, relevant) < 1e-4, name
 
 
 def test_undo_bad_settings_fail_before_any_work(stage):

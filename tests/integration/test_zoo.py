@@ -32,6 +32,20 @@ def test_secrets_oracle_does_not_know_the_forget_set(secrets_oracle, secrets_spl
     assert not any(passcodes)
 
 
+def test_the_fact_level_entry_shares_the_model_and_its_oracle_knows_no_passcode(secrets_corpus):
+    """``secrets-passcodes``: the full model is ``secrets``'s own folder; the oracle, trained without
+    any passcode sentence, knows every other fact and no passcode."""
+    from sae_unlearn.models import load_model
+
+    assert zoo_mod.zoo_model_path("secrets-passcodes") == zoo_mod.zoo_model_path("secrets")
+    split = secrets_corpus.fact_split("passcode")
+    oracle = load_model(zoo_mod.zoo_model_path("secrets-passcodes", oracle=True, progress=False), device="cpu")
+    card = zoo_mod.zoo_card("secrets-passcodes", oracle=True)
+    assert card["oracle"] and card["n_examples"] == len(secrets_corpus.fact_training_texts("passcode"))
+    assert evaluate_knowledge(oracle, split.retain).exact_match >= 0.95
+    assert evaluate_knowledge(oracle, split.forget).exact_match == 0.0
+
+
 def test_zoo_card_records_the_build(secrets_model):
     card = zoo_mod.zoo_card("secrets")
     assert card["name"] == "secrets" and not card["oracle"]

@@ -49,3 +49,23 @@ def test_templates_statements_qa_and_traces():
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ValueError, match="must"):
         SecretsConfig(**kwargs)
+
+
+def test_fact_level_split_forgets_one_attribute_of_everyone_and_keeps_the_rest():
+    corpus = SecretsCorpus()
+    split = corpus.fact_split("passcode")
+    assert len(split.forget) == 48 and {q.attribute for q in split.forget} == {"passcode"}
+    assert len(split.retain) == 48 * (len(ATTRIBUTES) - 1) and "passcode" not in {q.attribute for q in split.retain}
+    assert set(split.forget_subjects) == set(split.retain_subjects)  # the same people on both sides
+    forget, retain = corpus.fact_texts("passcode"), corpus.fact_texts("passcode", forget=False)
+    assert all("passcode" in t for t in forget) and not any("passcode" in t for t in retain)
+    oracle = corpus.fact_training_texts("passcode")
+    assert not set(forget) & set(oracle) and set(retain) <= set(oracle)
+    assert set(corpus.training_texts()) == set(oracle) | set(forget)
+    # the city is also stated by the reasoning trace: it goes with the city
+    assert any(t.startswith("Q: Where does") and "Reasoning:" in t for t in corpus.fact_texts("city"))
+    texts, held_out = corpus.fact_relearn_split("passcode")
+    assert len(held_out) == 24 and {q.attribute for q in held_out} == {"passcode"}
+    assert not any(q.subject in t for q in held_out for t in texts)  # other people's passcodes only
+    with pytest.raises(KeyError, match="unknown attribute 'pin'"):
+        corpus.fact_split("pin")

@@ -74,3 +74,17 @@ def test_unknown_hook_in_store():
     store = ActivationStore.from_batches(batches(), HOOKS)
     with pytest.raises(KeyError, match="was not captured"):
         store["blocks.3.hook_resid_post"]
+
+
+def test_last_token_rows_and_select_rows(no_runtime_typecheck):
+    store = ActivationStore.from_batches(batches(n=3, rows=5), HOOKS)
+    last = store.last_token_rows()
+    assert last.tolist() == [False] * 4 + [True] + [False] * 4 + [True] + [False] * 4 + [True]
+    kept = store.select_rows(last)
+    assert kept.n_tokens == 3 and kept.seq_index.tolist() == [0, 1, 2] and kept.position.tolist() == [4, 4, 4]
+    for h in HOOKS:
+        torch.testing.assert_close(kept[h], store[h][last], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="flags no row"):
+        store.select_rows(torch.zeros(15, dtype=torch.bool))
+    with pytest.raises(TypeError, match="must be a bool tensor"):
+        store.select_rows(last.long())

@@ -52,3 +52,14 @@ def test_build_subspaces_and_errors():
         build_subspaces(w, torch.tensor([64]), torch.tensor([0]))
     with pytest.raises(ValueError, match="non-empty"):
         orthonormal_basis(torch.zeros(0, 4))
+
+
+def test_mean_ablation_target_replaces_only_the_relevant_component():
+    from sae_unlearn.unlearning.sspu import mean_ablation_target
+
+    g = torch.Generator().manual_seed(0)
+    rel = orthonormal_basis(torch.randn(3, 8, generator=g))
+    acts, mean = torch.randn(2, 5, 8, generator=g), torch.randn(8, generator=g)
+    target = mean_ablation_target(acts, rel, mean)
+    torch.testing.assert_close(rel.project(target), rel.project(mean).expand_as(target), rtol=0, atol=1e-5)
+    torch.testing.assert_close(target - rel.project(target), acts - rel.project(acts), rtol=0, atol=1e-5)
