@@ -45,8 +45,11 @@ def where_latents_fire(stage, model, data, top: int = 16) -> dict:
     names = {w for s in data.split.forget_subjects for w in s.split()}
     values = {q.target for q in data.split.forget if q.target}
     pieces = [model.tokenizer.decode([int(t)]).strip() for t in stage.store.token_ids]
-    is_name = torch.tensor([bool(p) and any(p in n for n in names) for p in pieces])
-    is_value = torch.tensor([bool(p) and not is_name[i] and any(p in v for v in values) for i, p in enumerate(pieces)])
+    # a piece of 3+ characters inside a name word (shorter pieces, "is" or "an", occur inside names too)
+    is_name = torch.tensor([len(p) >= 3 and any(p in n for n in names) for p in pieces])
+    is_value = torch.tensor(
+        [(len(p) >= 3 or p.isdigit()) and not is_name[i] and any(p in v for v in values) for i, p in enumerate(pieces)]
+    )
     shares: dict[str, list[float]] = {"name": [], "value": []}
     by_token: dict[str, float] = {}
     for i in stage.selection.latents.relevant[:top].tolist():

@@ -57,6 +57,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "UNDO (SSPU, subspace)": ("undo", {"teacher": "sspu", "perturb": "subspace"}),
     "UNDO (SSPU layers, global)": ("undo", {"teacher": "sspu_layers"}),
     "UNDO (SSPU layers, subspace)": ("undo", {"teacher": "sspu_layers", "perturb": "subspace"}),
+    "UNDO (SSPU layers, global, 1500 distillation steps)": ("undo", {"teacher": "sspu_layers", "distill_steps": 1500}),
 }
 
 

@@ -79,7 +79,8 @@ for a in tops:
 tok = model.tokenizer
 forget_names = {w for p in data.split.forget_subjects for w in p.split()}
 pieces = [tok.decode([int(t)]).strip() for t in stage.store.token_ids]
-is_name = torch.tensor([any(p and p in n for n in forget_names) for p in pieces])
+# a piece of 3+ characters inside a name word (shorter ones, "is" or "an", also occur inside names)
+is_name = torch.tensor([len(p) >= 3 and any(p in n for n in forget_names) for p in pieces])
 rel = stage.selection.latents.relevant[:16].tolist()
 rows = []
 for i in rel:
