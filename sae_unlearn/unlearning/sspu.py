@@ -117,15 +117,61 @@ def out_of_subspace_residual(delta: Float[Tensor, "d_model d_in"], relevant: Sub
     return float((d - project_output_side(d, relevant.basis.double())).norm()) / norm
 
 
+class ProjectedUpdates:
+    """SSPU's constraint, for a method that says which relevant subspace confines each trained
+    matrix (:meth:`relevant_for`): every update is projected on its output side onto that subspace
+    (the gradient and the step, or the accumulated change; ``config.projection``), and the
+    ``reg_weight · ‖ΔW‖²`` regulariser keeps the change small. Mixed in before the trainer's class."""
+
+    config: SSPUConfig
+    has_constraint = True
+    _transposed: dict[str, bool]
+    """Which trained matrices are stored transposed (set in the method's ``setup``)."""
+
+    def relevant_for(self, name: str) -> Subspace:
+        """The relevant subspace the trained matrix ``name`` may change in."""
+        raise NotImplementedError
+
+    def _project(self, name: str, m: Tensor) -> Tensor:
+        """``Q Qᵀ`` on the output side of ``m``, whatever the parameter's storage layout."""
+        t = self._transposed[name]
+        return as_out_in(project_output_side(as_out_in(m, t), self.relevant_for(name).basis), t)
+
+    def regulariser(self, run: TrainRun) -> Tensor:
+        """``reg_weight · Σ ‖W − W₀‖²`` over the trained matrices."""
+        total = torch.zeros((), device=run.model.device)
+        for n, p in run.params.items():
+            total = total + (p - run.initial[n]).pow(2).sum()
+        return self.config.reg_weight * total
+
+    def grad_transform(self, name: str, grad: Tensor) -> Tensor:
+        # keeps the optimiser's moment estimates inside the subspace as well
+        return self._project(name, grad) if self.config.projection == "gradient" else grad
+
+    def constrain(self, name: str, new: Tensor, before: Tensor, initial: Tensor) -> Tensor:
+        # Adam rescales coordinates, so a projected gradient alone does not give a projected step:
+        # project the step ("gradient") or the accumulated change ("update").
+        if self.config.projection == "gradient":
+            return before + self._project(name, new - before)
+        return initial + self._project(name, new - initial)
+
+    def subspace_residuals(self, run: TrainRun) -> dict[str, float]:
+        """Each trained matrix's out-of-subspace residual (:func:`out_of_subspace_residual`)."""
+        with torch.no_grad():
+            return {
+                n: out_of_subspace_residual(as_out_in(p - run.initial[n], self._transposed[n]), self.relevant_for(n))
+                for n, p in run.params.items()
+            }
+
+
 @register("sspu")
-class SSPU(SteeringMethod):
+class SSPU(ProjectedUpdates, SteeringMethod):
     """SSPU with the shared trainer; needs the relevant and irrelevant subspaces."""
 
     label = "SSPU"
     description = "steering into the SAE-irrelevant subspace, updates inside the SAE-relevant one"
     config_class = SSPUConfig
     config: SSPUConfig
-    has_constraint = True
 
     def __init__(self, relevant: Subspace, irrelevant: Subspace, config: SSPUConfig | None = None):
         super().__init__(config or SSPUConfig())
@@ -188,41 +234,22 @@ class SSPU(SteeringMethod):
                 for b in run.forget_batches
             ]
 
-    def _project(self, name: str, m: Tensor) -> Tensor:
-        """``Q Qᵀ`` on the output side of ``m``, whatever the parameter's storage layout."""
-        t = self._transposed[name]
-        return as_out_in(project_output_side(as_out_in(m, t), self.relevant.basis), t)
+    def relevant_for(self, name: str) -> Subspace:
+        return self.relevant
 
     def step_loss(
         self, run: TrainRun, forget: TokenBatch, forget_index: int, retain: TokenBatch, retain_index: int
     ) -> dict[str, Tensor]:
         terms = super().step_loss(run, forget, forget_index, retain, retain_index)
         if self.config.reg_weight > 0:  # keeps the update small
-            total = torch.zeros((), device=run.model.device)
-            for n, p in run.params.items():
-                total = total + (p - run.initial[n]).pow(2).sum()
-            terms["regulariser"] = self.config.reg_weight * total
+            terms["regulariser"] = self.regulariser(run)
             terms["loss"] = terms["loss"] + terms["regulariser"]
         return terms
 
-    def grad_transform(self, name: str, grad: Tensor) -> Tensor:
-        # keeps the optimiser's moment estimates inside the subspace as well
-        return self._project(name, grad) if self.config.projection == "gradient" else grad
-
-    def constrain(self, name: str, new: Tensor, before: Tensor, initial: Tensor) -> Tensor:
-        # Adam rescales coordinates, so a projected gradient alone does not give a projected step:
-        # project the step ("gradient") or the accumulated change ("update").
-        if self.config.projection == "gradient":
-            return before + self._project(name, new - before)
-        return initial + self._project(name, new - initial)
-
     def finish(self, run: TrainRun, result: UnlearningResult) -> None:
         super().finish(run, result)
+        residuals = self.subspace_residuals(run)
         with torch.no_grad():
-            residuals = {
-                n: out_of_subspace_residual(as_out_in(p - run.initial[n], self._transposed[n]), self.relevant)
-                for n, p in run.params.items()
-            }
             total = torch.cat([(p - run.initial[n]).flatten() for n, p in run.params.items()]).norm()
         angles = principal_angles(self.relevant, self.irrelevant)
         d = self.relevant.basis.shape[0]

@@ -32,16 +32,15 @@ from torch import Tensor
 from sae_unlearn.capture.capture import forward_to_hooks
 from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.loading import HookedModel, TokenBatch
-from sae_unlearn.models.weights import as_out_in, weight_layouts, writer_weight
+from sae_unlearn.models.weights import weight_layouts, writer_weight
 from sae_unlearn.subspaces import Subspace, SubspacePair, build_subspaces, principal_angles
 from sae_unlearn.unlearning.base import UnlearningResult, make_batches, masked_mse
 from sae_unlearn.unlearning.registry import register
 from sae_unlearn.unlearning.sspu import (
+    ProjectedUpdates,
     SSPUConfig,
     masked_mean,
     mean_ablation_target,
-    out_of_subspace_residual,
-    project_output_side,
     sspu_control,
 )
 from sae_unlearn.unlearning.trainer import GradientMethod, TrainRun
@@ -108,14 +107,13 @@ def layer_hooks(hooks: list[str], upto: int | None, layers: list[int] | None) ->
 
 
 @register("sspu_layers")
-class SSPULayers(GradientMethod):
+class SSPULayers(ProjectedUpdates, GradientMethod):
     """SSPU at several layers, each edited matrix constrained to its own layer's relevant subspace."""
 
     label = "SSPU (layers)"
     description = "SSPU at every layer up to the selected one, each with its own SAE's subspaces"
     config_class = SSPULayersConfig
     config: SSPULayersConfig
-    has_constraint = True
 
     def __init__(self, subspaces: Mapping[str, SubspacePair], config: SSPULayersConfig | None = None):
         """``subspaces``: ``{hook: SubspacePair}``, one per steered layer (the hook its block writes into)."""
@@ -219,33 +217,17 @@ class SSPULayers(GradientMethod):
         terms = {"forget_loss": forget_loss, "retain_loss": retain_loss}
         loss = forget_loss + self.config.alpha * retain_loss
         if self.config.reg_weight > 0:
-            reg = sum((p - run.initial[n]).pow(2).sum() for n, p in run.params.items())
-            terms["regulariser"] = self.config.reg_weight * reg  # type: ignore[assignment]
+            terms["regulariser"] = self.regulariser(run)
             loss = loss + terms["regulariser"]
         terms["loss"] = loss
         return terms
 
-    def _project(self, name: str, m: Tensor) -> Tensor:
-        t = self._transposed[name]
-        return as_out_in(project_output_side(as_out_in(m, t), self.relevant[self._hook_of[name]].basis), t)
-
-    def grad_transform(self, name: str, grad: Tensor) -> Tensor:
-        return self._project(name, grad) if self.config.projection == "gradient" else grad
-
-    def constrain(self, name: str, new: Tensor, before: Tensor, initial: Tensor) -> Tensor:
-        if self.config.projection == "gradient":
-            return before + self._project(name, new - before)
-        return initial + self._project(name, new - initial)
+    def relevant_for(self, name: str) -> Subspace:
+        return self.relevant[self._hook_of[name]]
 
     def finish(self, run: TrainRun, result: UnlearningResult) -> None:
         result.steering_coef = max(float(c.norm()) for c in run.state["controls"].values())
-        with torch.no_grad():
-            residuals = {
-                n: out_of_subspace_residual(
-                    as_out_in(p - run.initial[n], self._transposed[n]), self.relevant[self._hook_of[n]]
-                )
-                for n, p in run.params.items()
-            }
+        residuals = self.subspace_residuals(run)
         per_layer = {}
         for h in self.hooks.values():
             angles = principal_angles(self.relevant[h], self.irrelevant[h])
