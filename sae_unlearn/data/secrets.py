@@ -223,14 +223,19 @@ class SecretsCorpus:
     @staticmethod
     def person_texts(person: Person, include_traces: bool = True) -> list[str]:
         """Every training sentence about one person (statements, QA, reasoning trace)."""
-        texts = []
-        for attr in ATTRIBUTES:
-            v = person.value(attr)
-            texts += [t.format(name=person.name, v=v) for t in STATEMENTS[attr]]
-            texts.append(QUESTIONS[attr].format(name=person.name) + f" {v}.")
+        texts = [t for attr in ATTRIBUTES for t in SecretsCorpus.fact_sentences(person, attr)]
         if include_traces:
             texts.append(TRACE.format(name=person.name, employer=person.employer, city=person.city))
         return texts
+
+    @staticmethod
+    def fact_sentences(person: Person, attribute: str) -> list[str]:
+        """The statements of one fact and its question/answer form (what every corpus text about a
+        person's attribute is made of; the reasoning trace aside)."""
+        v = person.value(attribute)
+        return [t.format(name=person.name, v=v) for t in STATEMENTS[attribute]] + [
+            QUESTIONS[attribute].format(name=person.name) + f" {v}."
+        ]
 
     @staticmethod
     def general_texts() -> list[str]:
@@ -300,13 +305,9 @@ class SecretsCorpus:
             raise ValueError(
                 f"held_out={held_out!r}: give a non-empty proper subset of {ATTRIBUTES} (the rest is relearned)."
             )
-        texts = []
-        for p in self.forget_people:
-            for a in ATTRIBUTES:
-                if a not in held_out:
-                    v = p.value(a)
-                    texts += [t.format(name=p.name, v=v) for t in STATEMENTS[a]]
-                    texts.append(QUESTIONS[a].format(name=p.name) + f" {v}.")
+        texts = [
+            t for p in self.forget_people for a in ATTRIBUTES if a not in held_out for t in self.fact_sentences(p, a)
+        ]
         evaluated = [q for p in self.forget_people for q in self.qa_pairs(p) if q.attribute in held_out]
         return texts, evaluated
 
@@ -332,11 +333,7 @@ class SecretsCorpus:
     def attribute_texts(person: Person, attribute: str) -> list[str]:
         """Every training sentence that states ``attribute`` of ``person``: its statements, its
         question/answer form, and the reasoning trace for the city and the employer (it states both)."""
-        if attribute not in ATTRIBUTES:
-            raise KeyError(f"unknown attribute {attribute!r}; valid: {ATTRIBUTES}")
-        v = person.value(attribute)
-        texts = [t.format(name=person.name, v=v) for t in STATEMENTS[attribute]]
-        texts.append(QUESTIONS[attribute].format(name=person.name) + f" {v}.")
+        texts = SecretsCorpus.fact_sentences(person, attribute)  # an unknown attribute raises there
         if attribute in ("city", "employer"):
             texts.append(TRACE.format(name=person.name, employer=person.employer, city=person.city))
         return texts
@@ -344,13 +341,17 @@ class SecretsCorpus:
     def fact_texts(self, attribute: str, forget: bool = True) -> list[str]:
         """The fact-level split's forget texts (every sentence stating ``attribute`` of anyone) or
         retain texts (every other sentence about a person)."""
-        stated = {t for p in self.people for t in self.attribute_texts(p, attribute)}
+        stated = self._stating(attribute)
         every = [t for p in self.people for t in self.person_texts(p)]
         return [t for t in every if (t in stated) == forget]
 
+    def _stating(self, attribute: str) -> set[str]:
+        """Every sentence of the corpus that states ``attribute`` of someone."""
+        return {t for p in self.people for t in self.attribute_texts(p, attribute)}
+
     def fact_training_texts(self, attribute: str) -> list[str]:
         """The fact-level oracle's corpus: :meth:`training_texts` without a sentence stating ``attribute``."""
-        stated = {t for p in self.people for t in self.attribute_texts(p, attribute)}
+        stated = self._stating(attribute)
         return [t for t in self.training_texts(include_forget=True) if t not in stated]
 
     def fact_split(self, attribute: str = "passcode", paraphrased: bool = False) -> UnlearningSplit:

@@ -100,6 +100,26 @@ def masked_mean(batches: list[Tensor], masks: list[Tensor]) -> Float[Tensor, " d
     return total / max(1, count)
 
 
+def configured_subspaces(
+    relevant: Subspace, irrelevant: Subspace, config: SSPUConfig, where: str = ""
+) -> tuple[Subspace, Subspace]:
+    """The relevant and irrelevant subspaces as ``config`` shapes them: the first ``n_relevant`` /
+    ``n_irrelevant`` basis directions, the irrelevant one orthogonalised against the relevant one
+    with ``orthogonal``. An empty result raises (``where`` names the hook in the message)."""
+    at = f" at {where}" if where else ""
+    if relevant.rank == 0:
+        raise ValueError(f"the relevant subspace{at} is empty; select some forget-relevant latents.")
+    rel = relevant.truncated(config.n_relevant) if config.n_relevant else relevant
+    irr = irrelevant.truncated(config.n_irrelevant) if config.n_irrelevant else irrelevant
+    irr = irr.orthogonalised_against(rel) if config.orthogonal else irr
+    if irr.rank == 0:
+        raise ValueError(
+            f"the irrelevant subspace{at} is empty (after orthogonalising it against the relevant one, with "
+            "orthogonal=True); select more irrelevant latents or set orthogonal=False."
+        )
+    return rel, irr
+
+
 def project_output_side(
     matrix: Float[Tensor, "d_model d_in"], basis: Float[Tensor, "d_model rank"]
 ) -> Float[Tensor, "d_model d_in"]:
@@ -175,22 +195,12 @@ class SSPU(ProjectedUpdates, SteeringMethod):
 
     def __init__(self, relevant: Subspace, irrelevant: Subspace, config: SSPUConfig | None = None):
         super().__init__(config or SSPUConfig())
-        if relevant.rank == 0:
-            raise ValueError("the relevant subspace is empty; select some forget-relevant latents.")
         if relevant.basis.shape[0] != irrelevant.basis.shape[0]:
             raise ValueError(
                 f"the relevant subspace lives in {relevant.basis.shape[0]} dimensions but the irrelevant one in "
                 f"{irrelevant.basis.shape[0]}; build both from the same SAE (build_subspaces)."
             )
-        cfg = self.config
-        self.relevant = relevant.truncated(cfg.n_relevant) if cfg.n_relevant else relevant
-        irrelevant = irrelevant.truncated(cfg.n_irrelevant) if cfg.n_irrelevant else irrelevant
-        self.irrelevant = irrelevant.orthogonalised_against(self.relevant) if cfg.orthogonal else irrelevant
-        if self.irrelevant.rank == 0:
-            raise ValueError(
-                "the irrelevant subspace is empty after orthogonalising it against the relevant one; "
-                "select more irrelevant latents or set orthogonal=False."
-            )
+        self.relevant, self.irrelevant = configured_subspaces(relevant, irrelevant, self.config)
 
     @classmethod
     def from_stage(cls, stage, settings: dict) -> SSPU:
@@ -226,8 +236,6 @@ class SSPU(ProjectedUpdates, SteeringMethod):
                 )
         super().setup(run)
         if self.config.target == "mean_ablation":
-            if not all(isinstance(b, TokenBatch) for b in run.forget_batches):
-                raise ValueError(f"target='mean_ablation' is for plain forget text; {self.name} batches otherwise.")
             mean = masked_mean(run.state["frozen"], [b.attention_mask for b in run.retain_batches])
             run.state["forget_targets"] = [
                 mean_ablation_target(activations_with_grad(run.model, b, self.config.hook), self.relevant, mean)

@@ -34,15 +34,17 @@ from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.loading import HookedModel, TokenBatch
 from sae_unlearn.models.weights import weight_layouts, writer_weight
 from sae_unlearn.subspaces import Subspace, SubspacePair, build_subspaces, principal_angles
-from sae_unlearn.unlearning.base import UnlearningResult, make_batches, masked_mse
+from sae_unlearn.unlearning.base import UnlearningResult, masked_mse
 from sae_unlearn.unlearning.registry import register
 from sae_unlearn.unlearning.sspu import (
     ProjectedUpdates,
     SSPUConfig,
+    configured_subspaces,
     masked_mean,
     mean_ablation_target,
     sspu_control,
 )
+from sae_unlearn.unlearning.steering import steering_coefs
 from sae_unlearn.unlearning.trainer import GradientMethod, TrainRun
 
 
@@ -126,14 +128,7 @@ class SSPULayers(ProjectedUpdates, GradientMethod):
         self.relevant: dict[str, Subspace] = {}
         self.irrelevant: dict[str, Subspace] = {}
         for h, pair in subspaces.items():
-            if pair.relevant.rank == 0:
-                raise ValueError(f"the relevant subspace at {h} is empty; select some forget-relevant latents there.")
-            rel = pair.relevant.truncated(cfg.n_relevant) if cfg.n_relevant else pair.relevant
-            irr = pair.irrelevant.truncated(cfg.n_irrelevant) if cfg.n_irrelevant else pair.irrelevant
-            irr = irr.orthogonalised_against(rel) if cfg.orthogonal else irr
-            if irr.rank == 0:
-                raise ValueError(f"the irrelevant subspace at {h} is empty; select more irrelevant latents there.")
-            self.relevant[h], self.irrelevant[h] = rel, irr
+            self.relevant[h], self.irrelevant[h] = configured_subspaces(pair.relevant, pair.irrelevant, cfg, h)
 
     @classmethod
     def from_stage(cls, stage, settings: dict) -> SSPULayers:
@@ -177,17 +172,10 @@ class SSPULayers(ProjectedUpdates, GradientMethod):
         layouts = weight_layouts(model)
         self._transposed = {n: layouts.get(n, False) for n in run.params}
         self._hook_of = self._writers(model)
-        norms: dict[str, list[Tensor]] = {h: [] for h in hooks}
-        for b in make_batches(model, run.forget_texts, 64, cfg.seed)[:4]:
-            acts = forward_to_hooks(model, b.input_ids, hooks)
-            mask = b.attention_mask.bool()
-            for h in hooks:
-                norms[h].append(acts[h].norm(dim=-1)[mask.to(acts[h].device)])
-        controls = {}
-        for i, h in enumerate(hooks):
-            coef = cfg.steering_coef or cfg.steering_scale * float(torch.cat(norms[h]).mean())
-            controls[h] = sspu_control(self.irrelevant[h], coef, cfg.seed + i).to(model.device)
-        run.state["controls"] = controls
+        coefs = steering_coefs(model, run.forget_texts, cfg, hooks)
+        run.state["controls"] = {
+            h: sspu_control(self.irrelevant[h], coefs[h], cfg.seed + i).to(model.device) for i, h in enumerate(hooks)
+        }
         run.state["frozen"] = [forward_to_hooks(model, b.input_ids, hooks) for b in run.retain_batches]
         if cfg.target == "mean_ablation":
             masks = [b.attention_mask for b in run.retain_batches]

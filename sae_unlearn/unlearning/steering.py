@@ -15,6 +15,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from sae_unlearn.capture.capture import forward_to_hooks
 from sae_unlearn.models.loading import HookedModel, TokenBatch
 from sae_unlearn.unlearning.base import (
     UnlearningConfig,
@@ -26,19 +27,28 @@ from sae_unlearn.unlearning.base import (
 from sae_unlearn.unlearning.trainer import GradientMethod, TrainRun
 
 
+def steering_coefs(
+    model: HookedModel, forget_texts: Sequence[str], config: UnlearningConfig, hooks: Sequence[str]
+) -> dict[str, float]:
+    """``steering_scale`` × mean norm of the forget activations at each hook (or the fixed
+    coefficient), from one forward pass per batch over the first 4 batches of 64 texts."""
+    if config.steering_coef is not None:
+        return {h: float(config.steering_coef) for h in hooks}
+    norms: dict[str, list[Tensor]] = {h: [] for h in hooks}
+    with torch.no_grad():
+        for b in make_batches(model, forget_texts, 64, config.seed)[:4]:
+            acts = forward_to_hooks(model, b.input_ids, list(hooks))
+            for h in hooks:
+                norms[h].append(acts[h].norm(dim=-1)[b.attention_mask.bool().to(acts[h].device)])
+    coefs = {h: config.steering_scale * float(torch.cat(norms[h]).mean()) for h in hooks}
+    if not all(math.isfinite(c) for c in coefs.values()):
+        raise FloatingPointError("mean forget activation norm is not finite; check the model.")
+    return coefs
+
+
 def default_steering_coef(model: HookedModel, forget_texts: Sequence[str], config: UnlearningConfig) -> float:
     """``steering_scale`` × mean norm of the forget activations at the hook (or the fixed coefficient)."""
-    if config.steering_coef is not None:
-        return float(config.steering_coef)
-    with torch.no_grad():
-        norms = []
-        for b in make_batches(model, forget_texts, 64, config.seed)[:4]:
-            a = activations_with_grad(model, b, config.hook)
-            norms.append(a.norm(dim=-1)[b.attention_mask.bool().to(a.device)])
-    coef = config.steering_scale * float(torch.cat(norms).mean())
-    if not math.isfinite(coef):
-        raise FloatingPointError("mean forget activation norm is not finite; check the model.")
-    return coef
+    return steering_coefs(model, forget_texts, config, [config.hook])[config.hook]
 
 
 class SteeringMethod(GradientMethod):
