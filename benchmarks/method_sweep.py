@@ -29,10 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from sae_unlearn.atomic import output_lock, read_json, write_json_atomic
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.evaluation.reasoning import reasoning_metrics
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.models.zoo import is_reasoning_model, method_runs_on
+from sae_unlearn.models.zoo import is_reasoning_model, method_runs_on, why_method_cannot_run
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import METHODS, get_method, method_label
@@ -98,6 +99,21 @@ def main() -> None:
     args = parser.parse_args()
     for m in args.methods:
         get_method(m)
+    if args.write is None:
+        sweep(args)
+        return
+    write = Path(args.write)
+    read_settings(write)  # a damaged settings file fails now, not after the sweep
+    # one sweep at a time rewrites the file (held for the whole run: two would lose each other's entries)
+    with output_lock(write, "method sweep", folder=False):
+        chosen = sweep(args)
+        write_settings(write, chosen)
+    print(f"wrote {args.write}")
+
+
+def sweep(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
+    """Sweep every method of ``args.methods`` on every model of ``args.models``; print the points
+    and return the chosen settings per model and method."""
     chosen: dict[str, dict[str, dict]] = {}
     lines = [
         "| model | method | setting | forget acc | retain acc | forget P(ans) | retain P(ans) | "
@@ -124,7 +140,7 @@ def main() -> None:
         chosen[name] = {}
         for method in args.methods:
             if not method_runs_on(method, name):
-                print(f"{name}: {method} skipped (it needs a reasoning model)")
+                print(f"{name}: {method} skipped ({why_method_cannot_run(method, name)})")
                 continue
             points = []
             for settings in grid(method):
@@ -151,13 +167,23 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - t0:.0f}s")
     print("\n" + "\n".join(lines))
     print("\nchosen:", json.dumps(chosen, indent=1))
-    if args.write:
-        path = Path(args.write)
-        kept = json.loads(path.read_text()) if path.is_file() else {}
-        for name, settings in chosen.items():  # the swept methods' entries replaced, the others kept
-            kept[name] = kept.get(name, {}) | settings
-        path.write_text(json.dumps(kept, indent=2) + "\n")
-        print(f"wrote {args.write}")
+    return chosen
+
+
+def read_settings(path: Path) -> dict:
+    """The settings file's content (``{}`` when it does not exist yet); a damaged one fails naming it."""
+    return read_json(path, "method settings") if path.exists() else {}
+
+
+def write_settings(path: Path, chosen: dict[str, dict]) -> None:
+    """Merge the swept methods' chosen settings into ``path``, keeping every other entry.
+
+    Written atomically (temporary, fsync, rename): a kill at any moment leaves the old file whole.
+    """
+    kept = read_settings(path)
+    for name, settings in chosen.items():  # the swept methods' entries replaced, the others kept
+        kept[name] = kept.get(name, {}) | settings
+    write_json_atomic(path, kept)
 
 
 def _opt(k: dict, key: str) -> str:

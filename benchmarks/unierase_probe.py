@@ -2,7 +2,12 @@
 refusal loss), what the edit does (P(token), forget/retain accuracy, refusal rates), a few answers.
 
     python benchmarks/unierase_probe.py secrets-idk
-    python benchmarks/unierase_probe.py secrets '{"token_trains": "edit", "token_steps": 400, "matrix_lr": 0.01}'
+    python benchmarks/unierase_probe.py secrets '{"min_refusal_rate": 0}'
+    python benchmarks/unierase_probe.py secrets '{"min_refusal_rate": 0, "token_trains": "edit", "token_steps": 400,
+        "matrix_lr": 0.01}'
+
+On a model that never learned to refuse (``secrets``) UniErase stops after stage 1 unless
+``min_refusal_rate`` is 0, which this probe sets to show what the check prevents.
 
 Single-threaded, so it can run beside another job without thread oversubscription (not a timing).
 """

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import sys
 
+from sae_unlearn.atomic import FolderBusyError
 from sae_unlearn.demo import DemoConfig, format_report, run_demo
 from sae_unlearn.utils import field_docs
 
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             config = DemoConfig(**kwargs)  # every option is checked here, before any work
         except (ValueError, TypeError) as e:
             parser.error(str(e))
-        report = run_demo(config)
+        try:
+            report = run_demo(config)
+        except FolderBusyError as e:  # another demo writes --out: nothing was done
+            demo.exit(2, f"{demo.prog}: error: {e}\n")
         print(format_report(report))
         return 0
     if args.command == "verify":

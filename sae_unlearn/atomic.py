@@ -1,8 +1,8 @@
 """Writes that survive a kill or a second process doing the same: atomic files and folders.
 
 A folder is written into a temporary sibling ``.<name>.tmp-<pid>-<random>`` and moved into place
-only once complete, under an exclusive lock on the parent folder (``flock`` on its file
-descriptor, so no lock file is left behind):
+only once complete, under an exclusive lock on the target (``filelock`` on a sibling
+``.<name>.lock``, the lock the Hugging Face stack uses; it works on every platform):
 
 - without ``overwrite`` the final step is exclusive: if the target appeared meanwhile (another
   process finished first) the write fails with ``FileExistsError`` and the other result stays;
@@ -16,12 +16,23 @@ descriptor, so no lock file is left behind):
 Readers therefore see the old folder or the new one, never a mix, and never nothing once a
 folder existed. "Dead" is judged by process id on this host (``os.kill(pid, 0)``); folders on a
 file system shared between hosts are outside what this protects.
+
+Single files rewritten in place (JSON, Markdown, figures) go through :func:`atomic_file`: a
+temporary beside the file, ``fsync``, ``os.replace``. What is written gets the permissions an
+ordinary ``open`` would give under the process's umask (``mkstemp``/``mkdtemp`` alone would make
+every export ``0600``/``0700``, unreadable to the group on a shared cluster).
+
+Two locks serialise whole jobs:
+
+- :func:`cache_fill_lock` (blocking): one process fills a cache entry (a zoo model, a tokenizer,
+  an SAE fit) while the others wait, then load what it built;
+- :func:`output_lock` (non-blocking): one writer per output folder; a second demo, fit or sweep
+  into a folder that another process is writing fails at once with :class:`FolderBusyError`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -30,7 +41,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from filelock import FileLock, Timeout
 
 logger = logging.getLogger(__name__)
 
@@ -50,18 +63,94 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
+
+
 @contextlib.contextmanager
 def locked_parent(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the folder that holds ``path`` (created if missing)."""
-    parent = Path(path).parent
-    parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(parent, os.O_RDONLY)
+    """Hold the exclusive lock that guards ``path``'s atomic writes (``.<name>.lock`` beside it;
+    the parent folder is created if missing). Blocks until the lock is free."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(_lock_path(path), mode=_file_mode()):
+        yield
+
+
+class FolderBusyError(RuntimeError):
+    """Another process is writing the output folder (it holds its :func:`output_lock`)."""
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path, what: str = "run", folder: bool = True) -> Iterator[Path]:
+    """Be the only writer of ``path`` for the whole block; yield it (a folder is created if missing).
+
+    ``path`` is an output folder (``folder=True``) or a single file that a job rewrites (a settings
+    file). The lock is ``.<name>.writer.lock`` beside it, held by the operating system: a killed
+    holder releases it. A second process asking for the same path fails at once with
+    :class:`FolderBusyError` naming it and the fix, before it has written anything.
+    """
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path.parent / f".{path.name}.writer.lock", mode=_file_mode())
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise FolderBusyError(
+            f"{path} is being written by another process (another {what} holds {lock.lock_file}); "
+            "wait for it to finish or choose another output path."
+        ) from None
+    try:
+        if folder:
+            path.mkdir(parents=True, exist_ok=True)
+        yield path
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def cache_fill_lock(entry: str | Path, what: str = "cache entry") -> Iterator[None]:
+    """Hold the lock that lets one process fill the cache entry ``entry`` while others wait.
+
+    Callers check for the finished entry again inside the block: a process that waited finds
+    what the first one built and loads it instead of building it twice.
+    """
+    entry = Path(entry)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(entry.parent / f".{entry.name}.fill.lock", mode=_file_mode())
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.warning("waiting for another process that is building %s (%s)", what, entry)
+        lock.acquire()
+    try:
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        lock.release()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode() -> int:
+    """The mode ``open(..., "w")`` gives a new file under the current umask."""
+    return 0o666 & ~_umask()
+
+
+def _dir_mode() -> int:
+    """The mode ``mkdir`` gives a new folder under the current umask."""
+    return 0o777 & ~_umask()
+
+
+def _drop_private_locks(tmp: Path) -> None:
+    """Remove the lock files that atomic writes nested inside the private temporary ``tmp`` left
+    (an export inside a recipe's folder): no other process knows ``tmp``, and every nested write has
+    finished, so no lock in it can be held; the finished folder holds only what was written."""
+    for lock in tmp.rglob(".*.lock"):
+        lock.unlink(missing_ok=True)
 
 
 def fsync_tree(root: Path) -> None:
@@ -145,8 +234,10 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
             raise FileExistsError(f"{target} already exists; pass overwrite=True or choose another path.")
     pid = os.getpid()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{pid}-", dir=target.parent))
+    os.chmod(tmp, _dir_mode())  # mkdtemp makes it 0700 whatever the umask
     try:
         yield tmp
+        _drop_private_locks(tmp)
         fsync_tree(tmp)
         with locked_parent(target):
             recover_directory(target)
@@ -172,15 +263,22 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
         raise
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON through a temporary file, ``fsync`` and ``os.replace`` (never a half-written file)."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Rewrite the file ``path`` atomically: yield an open temporary beside it, then ``fsync`` and
+    ``os.replace`` it onto ``path``. A kill or an exception at any point leaves the old file whole
+    (the temporary is removed on an exception). ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes);
+    the file gets the umask's permissions, like ``open``."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode={mode!r}; use 'w' or 'wb'.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    _remove_dead_parts(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-            fh.write("\n")
+        os.fchmod(fd, _file_mode())  # mkstemp makes it 0600 whatever the umask
+        with os.fdopen(fd, mode) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -188,6 +286,29 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _remove_dead_parts(path: Path) -> None:
+    """Remove the temporaries that killed :func:`atomic_file` writes of ``path`` left behind."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.tmp-(\d+)-.*\.part$")
+    for entry in path.parent.iterdir():
+        m = pattern.match(entry.name)
+        if m and not pid_alive(int(m.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_file` (never a half-written file)."""
+    with atomic_file(path) as fh:
+        fh.write(text)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON through :func:`atomic_file` (temporary, ``fsync``, ``os.replace``: never a half-written file)."""
+    with atomic_file(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
 
 
 def _json_default(obj: Any) -> Any:
@@ -220,11 +341,16 @@ def read_json(path: str | Path, what: str = "file") -> dict:
 
 
 __all__ = [
+    "FolderBusyError",
     "atomic_directory",
+    "atomic_file",
+    "cache_fill_lock",
     "fsync_tree",
     "locked_parent",
+    "output_lock",
     "pid_alive",
     "read_json",
     "recover_directory",
     "write_json_atomic",
+    "write_text_atomic",
 ]

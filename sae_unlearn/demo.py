@@ -8,6 +8,10 @@ unlearns with SSPU and with the RMU baseline (same budget, each on a fresh copy)
 SSPU model as a Hugging Face folder with its unlearning card; verifies both unlearned models
 against the retain oracle (metrics, attacks, verdict; reports under ``DIR/verification/``); and
 writes ``DIR/report.json``, figures and a short printed report.
+
+One demo at a time writes ``DIR``: a second one into the same folder fails at once
+(:class:`~sae_unlearn.atomic.FolderBusyError`). ``report.json`` is written last and a previous
+run's is removed first, so a folder never holds a report that describes another run's files.
 """
 
 from __future__ import annotations
@@ -19,20 +23,28 @@ from pathlib import Path
 
 from sae_lens import SAE
 
-from sae_unlearn.atomic import write_json_atomic
+from sae_unlearn.atomic import output_lock, write_json_atomic
 from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.export import export_model
 from sae_unlearn.models import HookedModel, load_model, zoo_model_path
-from sae_unlearn.models.zoo import ZOO, method_runs_on
+from sae_unlearn.models.zoo import ZOO, method_runs_on, why_method_cannot_run
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_id, encode_batched, load_saes
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.selection import SCORERS, top_activating_contexts
 from sae_unlearn.selection.latents import Scorer
-from sae_unlearn.unlearning import TrainConfig, get_method, method_label, settings_for
-from sae_unlearn.utils import DictConfig, renamed_keyword, resolve_device, resolve_dtype, run_environment
+from sae_unlearn.unlearning import METHODS, TrainConfig, get_method, method_label, settings_for
+from sae_unlearn.utils import (
+    DictConfig,
+    cache_dir,
+    renamed_keyword,
+    resolve_device,
+    resolve_dtype,
+    run_environment,
+)
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 from sae_unlearn.viz import plot_latent_firing, plot_layer_scores, plot_norms_per_layer, plot_principal_angles
+from sae_unlearn.viz.figure import save_png
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +95,16 @@ class DemoConfig(DictConfig):
             raise ValueError(f"batch_size={self.batch_size} must be >= 1.")
         if self.scorer not in SCORERS:
             raise ValueError(f"scorer={self.scorer!r}; choose one of {SCORERS}.")
-        out = Path(self.out)
+        out = Path(self.out).expanduser()
         if out.exists() and not out.is_dir():
             raise ValueError(f"out={self.out!r} is a file; choose a folder.")
+        zoo_root = (cache_dir() / "zoo").resolve()
+        resolved = out.resolve()
+        if resolved == zoo_root or zoo_root in resolved.parents or resolved in zoo_root.parents:
+            raise ValueError(
+                f"out={self.out!r} is, contains or lies inside the zoo's model cache {zoo_root}, whose models the "
+                "demo reads and must not change; choose a folder outside it."
+            )
         resolve_dtype(self.dtype, resolve_device(self.device))
         if self.saes:  # checked against the SAEs' width once they are loaded
             if not Path(self.saes).expanduser().is_dir():
@@ -101,14 +120,16 @@ class DemoConfig(DictConfig):
                 raise ValueError(f"n_latents={self.n_latents} must be in [1, d_sae={d_sae}] (the SAEs' width).")
         if isinstance(self.methods, str):
             raise TypeError(f"methods={self.methods!r} is one string; pass a list, e.g. methods=[{self.methods!r}].")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"methods {unknown} are not registered; choose from {sorted(METHODS)}.")
         for name in self.methods:
             shared = settings_for(name, self.unlearning_settings())  # weight-free methods take no steps
             get_method(name).from_settings({**shared, "hook": "blocks.0.hook_resid_post"})
-        cannot = [m for m in self.methods if not method_runs_on(m, self.model)]
+        cannot = [why_method_cannot_run(m, self.model) for m in self.methods if not method_runs_on(m, self.model)]
         if cannot:
             raise ValueError(
-                f"methods {cannot} unlearn reasoning traces and need a reasoning model; model={self.model!r} is not "
-                f"one. Use model='secrets-reasoning' or drop them."
+                f"model={self.model!r}: method " + "; method ".join(cannot) + ". Drop it or change --model."
             )
         missing = [m for m in ("rmu", "sspu") if m not in self.methods]
         if missing or len(set(self.methods)) != len(self.methods):
@@ -134,9 +155,19 @@ class DemoConfig(DictConfig):
 def run_demo(config: DemoConfig) -> dict:
     """Run the demo pipeline and return the report (also written to ``out/report.json``)."""
     t_start = time.perf_counter()
-    out = Path(config.out)
+    out = Path(config.out).expanduser()
+
+    # one demo at a time writes a folder: a second one fails here, before any work
+    with output_lock(out, "demo"):
+        return _run_demo(config, out, t_start)
+
+
+def _run_demo(config: DemoConfig, out: Path, t_start: float) -> dict:
     timing: dict[str, float] = {}
     report: dict = {"config": config.to_dict(), "environment": run_environment()}
+    # report.json is written last: drop a previous run's now, so the folder never holds a report
+    # that describes another run's model, SAEs or figures (each is replaced as this run goes)
+    (out / "report.json").unlink(missing_ok=True)
 
     t = time.perf_counter()
     model_dir = zoo_model_path(config.model, oracle=False, progress=config.progress)
@@ -144,7 +175,6 @@ def run_demo(config: DemoConfig) -> dict:
     model = load_model(model_dir, device=config.device, dtype=config.dtype)
     # given SAEs are checked against the model (hooks, widths) before anything is written
     saes = _checked_saes(model, config.saes) if config.saes else None
-    out.mkdir(parents=True, exist_ok=True)
     oracle = load_model(oracle_dir, device=config.device, dtype=config.dtype)
     data = pipeline_data(config.model)
     timing["models_s"] = time.perf_counter() - t
@@ -365,8 +395,7 @@ def _figures(out: Path, report: dict, stage, config) -> dict[str, str]:
     }
     paths = {}
     for name, fig in figures.items():
-        fig.savefig(out / f"{name}.png", dpi=120)
-        paths[name] = str(out / f"{name}.png")
+        paths[name] = str(save_png(fig, out / f"{name}.png", dpi=120))
     return paths
 
 

@@ -13,9 +13,20 @@ largest logit, since the TransformerLens bridge and plain transformers order som
 Weights are saved in the model's dtype.
 
 A model unlearned by a weight-free method (SAE clamping, DSG: :mod:`sae_unlearn.interventions`)
-is exported as its unchanged base weights plus ``intervention/`` (the SAE and the rewrite);
-the card says it forgets only with the intervention active, and the reload check loads it with
-:func:`~sae_unlearn.models.loading.load_model`, which re-installs the intervention.
+is exported as its unchanged base weights plus ``intervention/`` (the SAE and the rewrite). Such
+weights alone are the original model, which still knows everything, so the export must never be
+loadable as them by accident: its ``config.json`` names a ``model_type`` transformers does not
+know (``sae_unlearn_<base>``) and an ``auto_map`` to ``intervention_modeling.py`` and
+``intervention_runtime.py``, copied into the folder from this package. Plain
+``AutoModelForCausalLM.from_pretrained(path)`` therefore refuses it (transformers asks for
+``trust_remote_code=True``); with ``trust_remote_code=True`` it loads the base architecture's class
+with the intervention installed. :func:`~sae_unlearn.models.loading.load_model` loads it without
+running code from the folder. The reload check loads it both ways: ``max_logit_diff`` is
+``load_model``'s, and ``plain_transformers_max_logit_diff`` compares plain transformers with
+``load_model`` (the export fails when they disagree beyond rounding). Only SAEs at a residual
+stream hook (``blocks.{l}.hook_resid_post`` / ``hook_resid_pre``) whose encoder the shipped code
+reproduces (sae-lens's standard, JumpReLU and TopK, no activation normalisation) are exported;
+others are refused before anything is written.
 
 Nothing is lost: a target that is, contains or lies inside the source model's folder (symlinks
 resolved) is refused, and ``overwrite=True`` replaces only a previous export (a folder with an
@@ -26,20 +37,36 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from sae_unlearn import intervention_runtime as runtime
 from sae_unlearn.atomic import atomic_directory
 from sae_unlearn.interventions import INTERVENTION_DIR
-from sae_unlearn.models.loading import HookedModel, load_model
+from sae_unlearn.models.loading import HookedModel, intervention_export_config, load_model
 from sae_unlearn.utils import hash_directory, hash_state_dict, run_environment
 
 logger = logging.getLogger(__name__)
 
 CARD_JSON = "unlearning_card.json"
 CARD_MD = "UNLEARNING_CARD.md"
+
+
+def intervention_runtimes() -> dict[str, str]:
+    """How each runtime serves an SAE-intervention export (recorded in its card)."""
+    return {
+        "sae_unlearn": "sae_unlearn.load_model(DIR) installs the intervention "
+        "(intervention=False: the original weights)",
+        "transformers": "AutoModelForCausalLM.from_pretrained(DIR, trust_remote_code=True) runs the shipped "
+        "intervention_modeling.py; without trust_remote_code it refuses to load",
+        "lm_eval": "lm_eval --model hf --model_args pretrained=DIR,trust_remote_code=True ...",
+        "vllm": "not supported (untested): the export's model_type has no vLLM implementation, and vLLM's own "
+        "implementation of the base architecture would run without the intervention; serve the export of a "
+        "weight-editing method (SSPU, RMU, ...) instead",
+    }
 
 
 def _card_markdown(card: dict) -> str:
@@ -52,11 +79,16 @@ def _card_markdown(card: dict) -> str:
         lines += [
             f"> **This model forgets only with its SAE intervention active.** Its weights are the source "
             f"model's, unchanged; the forgetting is the `{iv.get('rule')}` rewrite of {len(iv.get('latents', []))} "
-            f"SAE latents at `{iv.get('hook')}`, stored in `intervention/`. Load it with "
-            "`sae_unlearn.load_model(path)`, which installs the intervention. Loaded with plain "
-            "`transformers.AutoModelForCausalLM`, it is the original model and knows everything it knew.",
+            f"SAE latents at `{iv.get('hook')}`, stored in `intervention/` and run by the shipped "
+            "`intervention_modeling.py`. Without it the weights are the original model, which knows everything "
+            "it knew: plain `AutoModelForCausalLM.from_pretrained(path)` therefore refuses to load this folder "
+            "unless given `trust_remote_code=True`.",
             "",
+            "| runtime | how |",
+            "| --- | --- |",
         ]
+        lines += [f"| {name} | {how} |" for name, how in card.get("runtimes", {}).items()]
+        lines.append("")
     lines += [
         f"- source model: `{card.get('source_model')}` (sha256 of files: `{card.get('source_hash')}`)",
         f"- method: **{card.get('method')}**, layer {card.get('layer')} (`{card.get('hook')}`)",
@@ -89,6 +121,11 @@ def _card_markdown(card: dict) -> str:
         "",
     ]
     lines.append(f"Export check: max |logit difference| after reload = {card.get('max_logit_diff')}")
+    if card.get("plain_transformers_max_logit_diff") is not None:
+        lines.append(
+            "; plain transformers (`trust_remote_code=True`) vs `load_model`: "
+            f"{card['plain_transformers_max_logit_diff']}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -164,9 +201,12 @@ def export_model(
     card["weights_hash"] = hash_state_dict(state)
     card["environment"] = run_environment()
     iv = getattr(model, "intervention", None)
-    if iv is not None:  # weight-free method: base weights + SAE + intervention config
+    if iv is not None:  # weight-free method: base weights + SAE + intervention config + the code serving it
+        runtime.parse_site(iv.hook)  # a site the shipped code can hook, else refuse before any work
+        runtime.check_sae_cfg(iv.sae.cfg.to_dict(), f"the SAE at {iv.hook}")
         card["requires_intervention"] = True
         card["intervention"] = iv.to_dict()
+        card["runtimes"] = intervention_runtimes()
     prompts = check_prompts or ["Q: Where does the author live? A:", "The secret passcode is"]
     ids = model.tokenize(prompts)
     ref = model.logits(ids.input_ids).float().cpu()
@@ -178,10 +218,12 @@ def export_model(
         model.tokenizer.save_pretrained(tmp)
         if iv is not None:
             iv.save(tmp / INTERVENTION_DIR)
+            _write_intervention_config(tmp, clean, iv.hook)
         del clean
         device_map = getattr(model.hf_model, "hf_device_map", None)
+        base_config = intervention_export_config(tmp) if iv is not None else None
         reloaded = AutoModelForCausalLM.from_pretrained(
-            tmp, local_files_only=True, dtype=model.dtype, device_map=device_map
+            tmp, local_files_only=True, dtype=model.dtype, device_map=device_map, config=base_config
         )
         if device_map is None:
             reloaded.to(model.device)  # type: ignore[arg-type]  # the same device computes both logits
@@ -198,6 +240,7 @@ def export_model(
                 raise RuntimeError(f"the intervention saved in {tmp} was not re-installed by load_model.")
             logits = hooked.logits(ids.input_ids)
             del hooked
+            card["plain_transformers_max_logit_diff"] = _check_plain_load(tmp, ids.input_ids, logits, model, device_map)
         diff = float((logits.float().cpu() - ref).abs().max())
         card["max_logit_diff"] = diff
         card["path"] = str(out_dir)
@@ -206,3 +249,49 @@ def export_model(
         check_export_target(out_dir, model.source, overwrite, overwrite_non_export)  # still safe to replace?
     logger.info("exported %s (max logit diff after reload %.2e)", out_dir, diff)
     return card
+
+
+def _write_intervention_config(folder: Path, clean: PreTrainedModel, hook: str) -> None:
+    """Turn ``folder``'s ``config.json`` into an intervention export's and ship the code serving it."""
+    config = clean.config
+    layers = runtime.find_layer_list(clean, int(config.num_hidden_layers))
+    meta = {
+        "base_model_type": config.model_type,
+        "base_config_class": type(config).__name__,
+        "base_model_class": type(clean).__name__,
+        "layers": layers,
+        "hook": hook,
+        "intervention": INTERVENTION_DIR,
+    }
+    path = folder / "config.json"
+    path.write_text(json.dumps(runtime.export_config(json.loads(path.read_text()), meta), indent=2) + "\n")
+    here = Path(runtime.__file__).parent
+    for name in (runtime.MODELING_FILE, runtime.RUNTIME_FILE):
+        shutil.copyfile(here / name, folder / name)
+
+
+def _check_plain_load(
+    folder: Path, input_ids: torch.Tensor, expected: torch.Tensor, model: HookedModel, device_map
+) -> float:
+    """Load ``folder`` with plain transformers (``trust_remote_code=True``) and return its max |logit
+    difference| from ``expected`` (``load_model``'s); raise when the intervention is missing or the
+    logits differ beyond rounding, so that no export serves other behaviour in plain transformers."""
+    plain = AutoModelForCausalLM.from_pretrained(
+        folder, trust_remote_code=True, local_files_only=True, dtype=model.dtype, device_map=device_map
+    )
+    if device_map is None:
+        plain.to(model.device)  # type: ignore[arg-type]
+    if getattr(plain, "sae_unlearn_intervention", None) is None:
+        raise RuntimeError(f"plain transformers loaded {folder} without its intervention; the export is not written.")
+    logits = plain.eval()(input_ids=input_ids.to(model.device), use_cache=False).logits
+    del plain
+    exp = expected.float().cpu()
+    diff = float((logits.float().cpu() - exp).abs().max())
+    # float32: 1e-4; half types: a few units in the last place of the largest logit (op order differs)
+    tol = max(1e-4, 8 * torch.finfo(model.dtype).eps * float(exp.abs().max()))
+    if not diff <= tol:
+        raise RuntimeError(
+            f"plain transformers (trust_remote_code=True) gives logits {diff:.2e} away from load_model's on {folder} "
+            f"(tolerance {tol:.1e}); the export is not written. Please report this with the model's architecture."
+        )
+    return diff

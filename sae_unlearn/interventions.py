@@ -35,6 +35,11 @@ so one multiplier means the same on every model; SAEBench's and DSG's multiplier
 absolute, in the units of Gemma Scope's SAEs. An intervention is saved beside a model's weights
 (:meth:`SAEIntervention.save`: the SAE in sae-lens's disk format plus ``intervention.json``) and
 :func:`~sae_unlearn.models.loading.load_model` re-activates it.
+
+The rewrite itself (rules, edit mask, DSG's carried counts) is :mod:`sae_unlearn.intervention_runtime`,
+a pure-torch module that intervention exports ship beside their weights, so that plain
+``transformers`` (``trust_remote_code=True``) runs the same code; this class adds the sae-lens SAE
+and the TransformerLens hook.
 """
 
 from __future__ import annotations
@@ -44,20 +49,29 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
 from sae_lens import SAE
 from torch import Tensor
 
-from sae_unlearn.atomic import read_json
+from sae_unlearn.intervention_runtime import (  # RULES: re-exported, the rules InterventionRule lists
+    RULES,  # noqa: F401
+    SAE_WEIGHTS_FILE,
+    SPEC_FILE,
+    LatentRewrite,
+    check_spec_against_sae,
+    check_weights_file,
+    read_sae_cfg,
+    read_spec,
+    sae_folder,
+)
 
 InterventionRule = Literal["zero", "scale", "clamp", "dsg"]
-RULES: tuple[str, ...] = get_args(InterventionRule)
 INTERVENTION_DIR = "intervention"
 """Where an exported model keeps its intervention (``intervention.json`` and ``sae/``)."""
-INTERVENTION_JSON = "intervention.json"
+INTERVENTION_JSON = SPEC_FILE
 
 
 @dataclass
@@ -86,94 +100,32 @@ class SAEIntervention:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise ValueError(f"rule={self.rule!r}; choose one of {RULES}.")
-        if isinstance(self.latents, int | str) or not self.latents:
-            raise ValueError(f"latents={self.latents!r} must be a non-empty list of latent indices.")
-        self.latents = [int(i) for i in self.latents]
-        d_sae = int(self.sae.cfg.d_sae)
-        bad = [i for i in self.latents if not 0 <= i < d_sae]
-        if bad or len(set(self.latents)) != len(self.latents):
-            raise ValueError(
-                f"latents {bad or self.latents} are out of range or repeated; the SAE has d_sae={d_sae} latents."
-            )
-        self.values = [float(v) for v in self.values]
-        if len(self.values) != len(self.latents):
-            raise ValueError(f"{len(self.values)} values for {len(self.latents)} latents; give one per latent.")
-        if any(not torch.isfinite(torch.tensor(v)) or v < 0 for v in self.values):
-            raise ValueError(f"values={self.values[:6]} must be finite and >= 0 (magnitudes of the negative edit).")
-        if self.rule == "dsg" and (self.threshold is None or not 0 <= self.threshold < 1):
-            raise ValueError(f"rule 'dsg' needs threshold in [0, 1) (a share of tokens), got {self.threshold!r}.")
-        self._idx = torch.tensor(self.latents)
-        self._val = torch.tensor(self.values, dtype=torch.float32)
-        self._carry: tuple[Tensor, Tensor] | None = None
-        self._call: dict = {}
+        # the rule, the checks and the per-pass bookkeeping live in the pure-torch runtime that
+        # exported models ship too (one implementation for the toolkit and plain transformers)
+        self._rewrite = LatentRewrite(self.rule, self.latents, self.values, self.threshold, int(self.sae.cfg.d_sae))
+        self.latents, self.values = self._rewrite.latents, self._rewrite.values
         self._handles: list[Any] = []
 
     # ------------------------------------------------------------------ the rewrite
     def fires(self, f: Float[Tensor, "... d_sae"]) -> Tensor:
         """Where any chosen latent fires (``... ``-shaped bool)."""
-        return (f[..., self._idx.to(f.device)] > 0).any(-1)
+        return self._rewrite.fires(f)
 
     def rewrite(self, f: Float[Tensor, "batch pos d_sae"], edit: Tensor) -> Float[Tensor, "batch pos d_sae"]:
         """``f'``: the chosen latents rewritten by the rule at positions where ``edit`` is true."""
-        idx, val = self._idx.to(f.device), self._val.to(f.device, f.dtype)
-        sel = f[..., idx]
-        if self.rule == "zero":
-            new = torch.zeros_like(sel)
-        elif self.rule == "scale":
-            new = -val * sel
-        elif self.rule == "clamp":
-            new = torch.where(sel > 0, -val.expand_as(sel), sel)
-        else:  # dsg: every chosen latent at flagged tokens where any of them fires
-            new = -val.expand_as(sel)
-        new = torch.where(edit[..., None], new, sel)
-        out = f.clone()
-        out[..., idx] = new
-        return out
+        return self._rewrite.rewrite(f, edit)
 
     def edit_mask(self, f: Float[Tensor, "batch pos d_sae"]) -> Tensor:
         """Which positions are rewritten: every real token but a text's first, and for ``dsg`` only
         flagged tokens where a chosen latent fires (the counts carried across KV-cache steps)."""
-        batch, pos = f.shape[:2]
-        call, self._call = self._call, {}  # one forward pass, one hook call: never reuse a stale call
-        position_ids, mask = call.get("position_ids"), call.get("attention_mask")
-        # a KV-cache step (generate after its first pass) continues the texts of the last pass
-        carry = self._carry if call.get("past", 0) > 0 and self._carry and self._carry[0].shape[0] == batch else None
-        hits0, n0 = (c.to(f.device) for c in carry) if carry else (torch.zeros(batch, device=f.device),) * 2
-        if carry is not None:
-            real = torch.ones(batch, pos, dtype=torch.bool, device=f.device)
-            first = torch.zeros_like(real)
-        elif position_ids is not None and tuple(position_ids.shape[-2:]) == (batch, pos):
-            # generate numbers real tokens from 0 and gives left padding position 1
-            first = position_ids.to(f.device) == 0
-            real = first.long().cumsum(1) > 0
-        else:
-            real = (
-                mask.to(f.device).bool()
-                if mask is not None and tuple(mask.shape) == (batch, pos)
-                else torch.ones(batch, pos, dtype=torch.bool, device=f.device)
-            )
-            first = real & (real.long().cumsum(1) == 1)
-        counted = real & ~first  # a text's first token (BOS) is never rewritten
-        fire = self.fires(f) & counted if self.rule == "dsg" else counted
-        hits = hits0[:, None] + fire.float().cumsum(1)
-        n = n0[:, None] + counted.float().cumsum(1)
-        self._carry = (hits[:, -1].detach(), n[:, -1].detach())
-        if self.rule != "dsg":
-            return counted
-        return fire & (hits / n.clamp_min(1.0) > float(self.threshold or 0.0))
+        return self._rewrite.edit_mask(f)
 
     def __call__(self, act: Float[Tensor, "batch pos d_model"], hook: object = None) -> Tensor:  # noqa: ARG002
         """The hook function: ``x + decode(f') - decode(f)``."""
         # the SAE sits on the model's first device; with device_map the layer may be on another
         x = act.to(self.sae.W_dec.device, self.sae.W_dec.dtype)
-        f = self.sae.encode(x)
-        edit = self.edit_mask(f)
-        if not bool(edit.any()):
-            return act
-        delta = self.sae.decode(self.rewrite(f, edit)) - self.sae.decode(f)
-        return (x + delta).to(act.device, act.dtype)
+        out = self._rewrite.apply(x, self.sae.encode, self.sae.decode)
+        return act if out is None else out.to(act.device, act.dtype)
 
     # ------------------------------------------------------------------ install
     def install(self, model) -> None:
@@ -184,14 +136,7 @@ class SAEIntervention:
         self._handles.append(("point", point))
 
         def keep_call(module, args, kwargs):  # noqa: ARG001 - forward pre-hook signature
-            cache = kwargs.get("past_key_values")
-            past = int(cache.get_seq_length()) if hasattr(cache, "get_seq_length") else 0
-            mask = kwargs.get("attention_mask")
-            self._call = {
-                "position_ids": kwargs.get("position_ids"),
-                "attention_mask": mask if isinstance(mask, Tensor) and mask.dim() == 2 else None,
-                "past": past,
-            }
+            self._rewrite.note_call(kwargs)
 
         self._handles.append(("pre", model.hf_model.register_forward_pre_hook(keep_call, with_kwargs=True)))
 
@@ -206,7 +151,7 @@ class SAEIntervention:
                     lens.hook.remove()
                     h.fwd_hooks.remove(lens)
         self._handles = []
-        self._carry, self._call = None, {}
+        self._rewrite.reset()
 
     # ------------------------------------------------------------------ disk
     def to_dict(self) -> dict:
@@ -234,17 +179,14 @@ class SAEIntervention:
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> SAEIntervention:
-        """Read an intervention written by :meth:`save`; a damaged or mismatched one raises naming the file."""
+        """Read an intervention written by :meth:`save`; a damaged, mismatched or not self-contained
+        one (its ``"sae"`` entry leading outside ``folder``) raises naming the file and the fix."""
         folder = Path(folder)
-        spec = read_json(folder / INTERVENTION_JSON)
-        missing = [k for k in ("hook", "rule", "latents", "values") if k not in spec]
-        if missing:
-            raise ValueError(f"{folder / INTERVENTION_JSON} lacks {missing}; export the model again.")
-        sae = SAE.load_from_disk(str(folder / spec.get("sae", "sae")), device=str(device))
-        if int(sae.cfg.d_sae) != int(spec.get("d_sae", sae.cfg.d_sae)):
-            raise ValueError(
-                f"{folder}: the saved SAE has d_sae={sae.cfg.d_sae}, intervention.json says {spec['d_sae']}."
-            )
+        spec = read_spec(folder)
+        sae_dir = sae_folder(folder, spec)
+        check_spec_against_sae(spec, read_sae_cfg(sae_dir), folder / INTERVENTION_JSON)
+        check_weights_file(sae_dir / SAE_WEIGHTS_FILE)
+        sae = SAE.load_from_disk(str(sae_dir), device=str(device))
         return cls(
             hook=spec["hook"],
             sae=sae,

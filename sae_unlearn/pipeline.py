@@ -18,6 +18,7 @@ from jaxtyping import Bool
 from sae_lens import SAE
 from torch import Tensor
 
+from sae_unlearn.atomic import read_json
 from sae_unlearn.capture import ActivationStore, capture_activations
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.data.secrets import SecretsCorpus
@@ -25,9 +26,9 @@ from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
 from sae_unlearn.models import HookedModel, load_model, resid_post
 from sae_unlearn.models.hooks import last_writer_layer
-from sae_unlearn.models.zoo import FACT_ATTRIBUTE, ZOO, zoo_split
+from sae_unlearn.models.zoo import FACT_ATTRIBUTE, ZOO, why_method_cannot_run, zoo_split
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes, load_saes, reconstruction_stats
-from sae_unlearn.saes.loading import check_sae_matches
+from sae_unlearn.saes.loading import SAEMismatchError, check_sae_matches
 from sae_unlearn.selection import SCORERS, LayerRule, SelectionResult, select_layer_and_latents
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.selection.streaming import select_layer_and_latents_streaming
@@ -270,6 +271,45 @@ def _streaming_stage(
     return SAEStage(store=None, forget_mask=None, fit=fit, selection=result, subspaces=pair)
 
 
+def check_stage(stage: SAEStage, d_model: int | None = None, source: str = "the model") -> None:
+    """Fail before any training step when the stage's parts disagree: every selected latent is one of
+    its SAE's (``< d_sae``), and with ``d_model`` every residual SAE reads ``d_model`` and the
+    subspaces live in it. Raises :class:`~sae_unlearn.saes.loading.SAEMismatchError` naming the hook,
+    both widths and the fix (a method would otherwise stop on a raw size mismatch)."""
+    selections = getattr(stage.selection, "selections", None) or {stage.selection.hook: stage.selection.latents}
+    for hook, sae in stage.fit.saes.items():
+        d_in, d_sae = int(sae.cfg.d_in), int(sae.cfg.d_sae)
+        if d_model is not None and "resid" in hook and d_in != d_model:
+            raise SAEMismatchError(
+                f"the stage's SAE at {hook!r} reads d_in={d_in}, but {source} has d_model={d_model} there: the "
+                f"stage was built on another model. Run sae_stage on this model (or give it SAEs trained on this "
+                f"model, d_in={d_model})."
+            )
+        sel = selections.get(hook)
+        latents = [] if sel is None else [int(i) for i in torch.cat([sel.relevant, sel.irrelevant]).tolist()]
+        if latents and max(latents) >= d_sae:
+            raise SAEMismatchError(
+                f"the stage's latents at {hook!r} go up to {max(latents)}, but its SAE there has d_sae={d_sae}: "
+                "they were selected on another, wider SAE. Re-run sae_stage with this SAE, or give the method the "
+                "SAE the latents were selected on."
+            )
+    dim = int(stage.subspaces.relevant.basis.shape[0])
+    if d_model is not None and dim != d_model:
+        raise SAEMismatchError(
+            f"the stage's subspaces at {stage.selection.hook!r} live in {dim} dimensions, but {source} has "
+            f"d_model={d_model}: they were built from an SAE of another model. Run sae_stage on this model."
+        )
+
+
+def _zoo_name(model_dir: str | Path) -> str | None:
+    """The zoo entry a model folder is (its ``zoo_card.json``), if it is one."""
+    card = Path(model_dir) / "zoo_card.json"
+    if not card.is_file():
+        return None
+    name = read_json(card, "zoo card").get("name")
+    return str(name) if name in ZOO else None
+
+
 def load_method(
     method: str,
     model_dir: str | Path,
@@ -282,12 +322,21 @@ def load_method(
     from the stage: the method's config defaults updated by ``settings``, at the selected layer's hook.
 
     The method and its settings are checked before the model is loaded: an unknown method or
-    setting fails at once with the close match.
+    setting fails at once with the close match, a method that needs a model which can refuse
+    (UniErase) is refused on a zoo model never trained to, and a stage whose latents are not its
+    SAEs' fails (:func:`check_stage`); once loaded, the stage's SAEs and subspaces must be the
+    model's width. Nothing trains before these checks.
     """
     if "hook" in (settings or {}):
         raise ValueError("settings['hook']: the hook is the selected layer's (stage.selection.hook); leave it out.")
-    m = get_method(method).from_stage(stage, {**(settings or {}), "hook": stage.selection.hook})
-    return load_model(model_dir, device=device, dtype=dtype), m
+    cls = get_method(method)
+    if (name := _zoo_name(model_dir)) is not None and (why := why_method_cannot_run(method, name)):
+        raise ValueError(f"method {why}. Nothing was loaded.")
+    check_stage(stage)
+    m = cls.from_stage(stage, {**(settings or {}), "hook": stage.selection.hook})
+    model = load_model(model_dir, device=device, dtype=dtype)
+    check_stage(stage, model.d_model, str(model_dir))
+    return model, m
 
 
 def unlearn(

@@ -24,6 +24,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sae_unlearn.atomic import cache_fill_lock
 from sae_unlearn.capture.store import ActivationStore, ShardWriter
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.utils import as_text_list, stable_hash
@@ -202,20 +203,21 @@ def capture_activations(
         }
     )
     folder = Path(cache_dir) / f"capture-{key}"
-    writer = ShardWriter(folder, hooks, shard_tokens=shard_tokens, meta={"key": key, "n_texts": len(texts)})
-    if not writer.complete:
-        for batch in iter_activations(
-            model,
-            texts,
-            hooks,
-            batch_size,
-            drop_bos,
-            max_length,
-            start_batch=writer.next_batch,
-            progress=progress,
-        ):
-            writer.add(batch)
-        writer.finish()
+    with cache_fill_lock(folder, "an activation capture"):  # one writer; a second process waits, then reads it
+        writer = ShardWriter(folder, hooks, shard_tokens=shard_tokens, meta={"key": key, "n_texts": len(texts)})
+        if not writer.complete:
+            for batch in iter_activations(
+                model,
+                texts,
+                hooks,
+                batch_size,
+                drop_bos,
+                max_length,
+                start_batch=writer.next_batch,
+                progress=progress,
+            ):
+                writer.add(batch)
+            writer.finish()
     return ActivationStore.from_disk(folder)
 
 

@@ -10,6 +10,8 @@ plain HF calls such as ``generate``. The source directory is only read, never wr
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 import re
@@ -22,9 +24,17 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    CONFIG_MAPPING,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from sae_unlearn.models.hooks import validate_hook_names
+from sae_unlearn.intervention_runtime import base_config_dict
+from sae_unlearn.models.hooks import HookNameError, validate_hook_names
 from sae_unlearn.utils import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
@@ -261,6 +271,31 @@ def _check_weights(path: Path) -> None:
             ) from None
 
 
+def intervention_export_config(path: Path) -> PretrainedConfig | None:
+    """The base model's config of an SAE-intervention export, rebuilt from its ``config.json``
+    (``None`` for an ordinary model folder).
+
+    Such an export names a ``model_type`` transformers does not know and an ``auto_map`` to code
+    shipped in the folder (so plain ``transformers`` needs ``trust_remote_code=True`` and never
+    quietly loads the original model); the toolkit runs no code from the folder: it loads the
+    base architecture's own class with this config and installs the intervention itself.
+    """
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path / 'config.json'} is corrupt ({e}); copy or export the model again.") from None
+    found = base_config_dict(raw, path / "config.json") if isinstance(raw, dict) else None
+    if found is None:
+        return None
+    base, meta = found
+    if meta["base_model_type"] not in CONFIG_MAPPING:
+        raise ValueError(
+            f"{path / 'config.json'}: the export's base model type {meta['base_model_type']!r} is unknown to "
+            "transformers here; install the transformers version it was exported with."
+        )
+    return CONFIG_MAPPING[meta["base_model_type"]].from_dict(base)
+
+
 def check_library_versions() -> None:
     """Refuse a transformers / TransformerLens pair known to generate wrong text through the bridge.
 
@@ -340,6 +375,9 @@ def load_model(
         _check_weights(path)
         src = str(path)
         kwargs: dict = {"local_files_only": True}
+        export_config = intervention_export_config(path)
+        if export_config is not None:  # an SAE-intervention export: its base class, no code from the folder
+            kwargs["config"] = export_config
     elif isinstance(source, os.PathLike) or _looks_like_path(src):
         raise FileNotFoundError(f"model folder {src} not found; check the path (it is not a hub name either).")
     elif os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -354,7 +392,7 @@ def load_model(
         )
     else:
         kwargs = {}
-    tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)  # (with config: never reads config.json)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if device_map is None:
@@ -364,9 +402,16 @@ def load_model(
         hf_model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, device_map=device_map, **kwargs)
         dev = next(hf_model.parameters()).device
     hf_model.eval()
+    bridge_tokenizer = tokenizer
+    if kwargs.get("config") is not None:
+        # the bridge reloads the tokenizer from the folder (to prepend BOS); AutoTokenizer then reads the
+        # export's config.json, whose auto_map makes transformers *ask* whether to run the folder's code.
+        # The toolkit never runs it: it answers no (and AutoTokenizer falls back to a plain config).
+        bridge_tokenizer = copy.copy(tokenizer)
+        bridge_tokenizer.init_kwargs = {**tokenizer.init_kwargs, "trust_remote_code": False}
     try:
         bridge = TransformerBridge.boot_transformers(
-            src, hf_model=hf_model, tokenizer=tokenizer, device=dev, dtype=dtype
+            src, hf_model=hf_model, tokenizer=bridge_tokenizer, device=dev, dtype=dtype
         )
     except ValueError as e:
         if "supported architecture" not in str(e):
@@ -385,6 +430,10 @@ def load_model(
     iv_dir = Path(src) / INTERVENTION_DIR
     if intervention and (iv_dir / INTERVENTION_JSON).is_file():
         loaded = SAEIntervention.load(iv_dir, device=dev)
+        try:
+            model.validate_hooks([loaded.hook])
+        except HookNameError as e:
+            raise HookNameError(f"{iv_dir / INTERVENTION_JSON} names a hook this model lacks: {e}") from None
         model.set_intervention(loaded)
         logger.info("installed the %s intervention at %s", loaded.rule, loaded.hook)
     return model

@@ -21,6 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sae_unlearn.atomic import atomic_file
 from sae_unlearn.utils import DictConfig, seeded_generator
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,26 @@ def _lr_lambda(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def load_checkpoint(path: Path) -> dict:
+    """Read a training checkpoint written by :func:`train_causal_lm` without running any code.
+
+    ``torch.load(weights_only=True)`` unpickles only tensors, numbers, strings and containers: a
+    file planted in a shared cache (a pickle whose payload would run on load) is refused before
+    anything in it runs, with an error naming the file and the fix.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for foreign objects; RuntimeError/EOFError for damage
+        raise ValueError(
+            f"training checkpoint {path} is not a checkpoint this toolkit wrote (it holds objects other than "
+            f"tensors and plain data, or it is damaged: {type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "it was not loaded and nothing in it ran. Delete it to start the build over."
+        ) from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch", "losses"} <= set(state):
+        raise ValueError(f"training checkpoint {path} lacks the fields a checkpoint has; delete it to start over.")
+    return state
+
+
 def train_causal_lm(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -137,8 +158,8 @@ def train_causal_lm(
     start_epoch = 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if ckpt_path is not None and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["config"] != config.to_dict() or state["n_examples"] != n:
+        state = load_checkpoint(ckpt_path)
+        if state.get("config") != config.to_dict() or state.get("n_examples") != n:
             raise ValueError(
                 f"checkpoint {ckpt_path} was written by a different run (config or data differ); "
                 "delete it to start over."
@@ -180,20 +201,19 @@ def train_causal_lm(
         if on_epoch_end is not None:
             on_epoch_end(epoch, losses[-1])
         if ckpt_path is not None:
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "epoch": epoch,
-                    "losses": losses,
-                    "config": config.to_dict(),
-                    "n_examples": n,
-                },
-                tmp,
-            )
-            tmp.replace(ckpt_path)
+            with atomic_file(ckpt_path, "wb") as fh:  # a kill leaves the previous epoch's checkpoint whole
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "epoch": epoch,
+                        "losses": losses,
+                        "config": config.to_dict(),
+                        "n_examples": n,
+                    },
+                    fh,
+                )
     bar.close()
     model.eval()
     return losses

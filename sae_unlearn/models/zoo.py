@@ -23,11 +23,15 @@ directory (``config.json``, ``model.safetensors``, tokenizer files) plus ``zoo_c
 Every entry has a twin, the *retain oracle* (``oracle=True``), trained the same way without
 the forget set: the reference TOFU uses to judge forgetting. Model and oracle share one
 tokenizer (trained on the full corpus). The same seed gives bit-identical weights; an
-interrupted build resumes from its last epoch checkpoint.
+interrupted build resumes from its last epoch checkpoint (read with ``weights_only=True``: a
+planted pickle is refused, never run). Processes that need the same entry at once (two
+notebooks, a test beside a demo) take turns: one builds under a lock, the others wait and load it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import random
 import shutil
@@ -46,7 +50,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from sae_unlearn.atomic import atomic_directory, read_json, write_json_atomic
+from sae_unlearn.atomic import atomic_directory, cache_fill_lock, read_json, write_json_atomic
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.data.refusals import REFUSALS
 from sae_unlearn.data.secrets import FIRST_NAMES, LAST_NAMES, QUESTIONS, SecretsConfig, SecretsCorpus
@@ -352,12 +356,42 @@ def is_reasoning_model(name: str) -> bool:
     return _spec(name).corpus in REASONING_CORPORA
 
 
+@functools.cache
+def zoo_model_refuses(name: str) -> bool:
+    """Whether zoo entry ``name`` was trained to answer with a refusal (its training texts end some
+    questions with one of :data:`~sae_unlearn.data.refusals.REFUSALS`): what UniErase's token needs."""
+    return any(text.rstrip().endswith(REFUSALS) for _, text in _spec(name).make_data().examples)
+
+
 def method_runs_on(method: str, name: str) -> bool:
-    """Whether registered method ``method`` can run on zoo entry ``name`` (a reasoning method needs a
-    reasoning model; every other method runs everywhere)."""
+    """Whether registered method ``method`` can run on zoo entry ``name``: a reasoning method needs a
+    reasoning model, a method that calls on the model's own refusal (UniErase) a model trained to
+    refuse; every other method runs everywhere."""
     from sae_unlearn.unlearning import get_method
 
-    return not get_method(method).reasoning or is_reasoning_model(name)
+    cls = get_method(method)
+    if cls.reasoning and not is_reasoning_model(name):
+        return False
+    return not cls.needs_refusal or zoo_model_refuses(name)
+
+
+def why_method_cannot_run(method: str, name: str) -> str:
+    """The reason :func:`method_runs_on` is false, with the fix ("" when the method runs)."""
+    if method_runs_on(method, name):
+        return ""
+    from sae_unlearn.unlearning import get_method
+
+    if get_method(method).reasoning:
+        return f"{method!r} unlearns reasoning traces and needs a reasoning model (zoo model 'secrets-reasoning')"
+    can = []
+    for n in ZOO:
+        with contextlib.suppress(OSError, ValueError):  # an entry whose data is not here (TOFU) is no suggestion
+            if not ZOO[n].full_model_of and zoo_model_refuses(n):
+                can.append(n)
+    return (
+        f'{method!r} needs a model that can already refuse ("I don\'t know"); zoo model {name!r} was never trained '
+        f"to. Use zoo model {' or '.join(repr(n) for n in can)}, or a model fine-tuned on refusals"
+    )
 
 
 def zoo_data(name: str) -> ZooData:
@@ -392,7 +426,10 @@ def zoo_model_path(name: str, oracle: bool = False, build: bool = True, progress
         raise FileNotFoundError(
             f"zoo model {name!r} (oracle={oracle}) is not built yet at {path}; call with build=True."
         )
-    _build(spec, data, key, oracle, path, progress)
+    # one process builds, the others wait and then load what it built (never two into one work folder)
+    with cache_fill_lock(path, f"zoo model {name!r} (oracle={oracle})"):
+        if not (path / CARD_NAME).is_file():
+            _build(spec, data, key, oracle, path, progress)
     return path
 
 
@@ -400,9 +437,11 @@ def _tokenizer_for(spec: ZooSpec, data: ZooData, key: str) -> PreTrainedTokenize
     """The shared tokenizer of model and oracle (trained on the full corpus), cached."""
     tok_dir = cache_dir() / "zoo" / f"{spec.name}-tokenizer-{key}"
     if not (tok_dir / "tokenizer.json").is_file():
-        tok = train_bpe_tokenizer([p + c for p, c in data.examples], spec.arch.vocab_size)
-        with atomic_directory(tok_dir, overwrite=True) as tmp:
-            tok.save_pretrained(tmp)
+        with cache_fill_lock(tok_dir, f"the tokenizer of zoo model {spec.name!r}"):
+            if not (tok_dir / "tokenizer.json").is_file():
+                tok = train_bpe_tokenizer([p + c for p, c in data.examples], spec.arch.vocab_size)
+                with atomic_directory(tok_dir, overwrite=True) as tmp:
+                    tok.save_pretrained(tmp)
     return PreTrainedTokenizerFast.from_pretrained(tok_dir)
 
 

@@ -19,7 +19,13 @@ runs the SAE stage, unlearns, evaluates again and writes the output folder atomi
 ``--check`` (``dry_run=True``) resolves hooks and parameter names on a tiny random model of the
 declared architecture and depth (names depend only on those), offline, and writes nothing.
 
-Relative paths in a recipe are relative to the directory the command runs from.
+Relative paths in a recipe are relative to the directory the command runs from; the recipe's own
+``out`` may not climb out of it (``../x``: write it absolute, or pass ``--out``). The output folder
+is never inside the model or SAE folder, and a run holds its writer lock (the one
+:func:`~sae_unlearn.atomic.output_lock` takes) from before loading to the final rename, so a second
+run into the same folder stops at once. Each registry SAE id must be the SAE of its hook's site
+(``blocks.8.hook_resid_pre``'s SAE keyed by ``blocks.8.hook_resid_post`` fails), and a
+reasoning-trace method (R²MU) is refused: recipes unlearn plain models.
 """
 
 from sae_unlearn.recipes.data import load_questions, load_texts

@@ -94,7 +94,22 @@ def _needs_hub(recipe: Recipe) -> list[str]:
     return needs
 
 
-def _check_out_dir(out: Path) -> None:
+def _check_out_dir(out: Path, recipe: Recipe | None = None) -> None:
+    """The output folder must be new, creatable, and outside the recipe's local inputs (the model
+    folder and the SAE folder are read, never written)."""
+    if recipe is not None:
+        inputs = {"the model folder (model.source / --model)": recipe.model.source}
+        if recipe.saes.folder:
+            inputs["the SAE folder (saes.folder / --saes)"] = recipe.saes.folder
+        where = out.expanduser().resolve()
+        for what, source in inputs.items():
+            folder = Path(source).expanduser()
+            if folder.exists() and where.is_relative_to(folder.resolve()):
+                raise RecipeError(
+                    f"output folder {out} is inside {what} {folder.resolve()}; a recipe never writes into its "
+                    "inputs. Choose an --out outside it, e.g. "
+                    f"{folder.resolve().parent / (recipe.name + '-run')}."
+                )
     if out.exists():
         raise RecipeError(f"output folder {out} already exists; choose another --out (a recipe never overwrites).")
     parent = next(p for p in out.absolute().parents if p.exists())

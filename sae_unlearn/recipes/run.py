@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sae_unlearn.atomic import atomic_directory, read_json, write_json_atomic
+from sae_unlearn.atomic import FolderBusyError, atomic_directory, output_lock, read_json, write_json_atomic
 from sae_unlearn.evaluation.multiple_choice import MCQuestion, multiple_choice_accuracy
 from sae_unlearn.export import CARD_JSON, export_model
 from sae_unlearn.models.loading import HookedModel, hub_reachable, load_model
@@ -101,7 +104,7 @@ def run_recipe(
     before any model is loaded; the output folder appears only complete."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     out = recipe.out_dir(out_dir)
-    _check_out_dir(out)
+    _check_out_dir(out, recipe)
     needs = _needs_hub(recipe)
     if dry_run:
         return _dry_run(recipe, out, needs)
@@ -110,6 +113,25 @@ def run_recipe(
             "the Hugging Face hub cannot be reached (or HF_HUB_OFFLINE=1), but the recipe needs it for: "
             + "; ".join(needs)
         )
+    logger.info("recipe %s writes %s", recipe.name, out)
+    with _only_writer(out):
+        return _run(recipe, out, progress)
+
+
+@contextlib.contextmanager
+def _only_writer(out: Path) -> Iterator[None]:
+    """Be the only run writing ``out`` from the first load to the final rename.
+
+    The lock is :func:`~sae_unlearn.atomic.output_lock`'s (so a demo or a fit into the same folder
+    is refused too), taken without creating the folder: a recipe's output appears only complete. A
+    second run fails at once with :class:`~sae_unlearn.atomic.FolderBusyError` instead of after
+    hours of work at the final rename."""
+    with output_lock(out, "recipe run", folder=False):
+        _check_out_dir(out)  # again, under the lock: a run that finished meanwhile wrote it
+        yield
+
+
+def _run(recipe: Recipe, out: Path, progress: bool) -> dict:
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
     data, questions = _load_data(recipe)
@@ -336,8 +358,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None)
     """Run (or ``--check``) a recipe from the command line; a bad recipe fails before any work."""
     try:
         recipe = with_overrides(load_recipe(args.recipe), args.model, args.saes, args.device)
+        if not args.check:
+            print(f"recipe {recipe.name!r}: writing {recipe.out_dir(args.out)}", file=sys.stderr)
         result = run_recipe(recipe, args.out, dry_run=args.check, progress=args.progress)
-    except (RecipeError, FileNotFoundError, FileExistsError, ConnectionError) as e:
+    except (RecipeError, FileNotFoundError, FileExistsError, ConnectionError, FolderBusyError) as e:
         if parser is not None:
             parser.error(str(e))
         print(f"error: {e}")

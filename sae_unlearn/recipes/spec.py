@@ -15,6 +15,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.training import LMTrainConfig
 from sae_unlearn.saes import check_pretrained_id
@@ -79,6 +81,37 @@ class ModelSpec(DictConfig):
 
 
 _LAYER_IN_ID = re.compile(r"(?:layer_|blocks\.)(\d+)")
+_HOOK_IN_ID = re.compile(
+    r"blocks\.\d+\.(?:mlp\.hook_(?:pre|post)|(?:attn\.)?hook_z|hook_(?:resid_pre|resid_mid|resid_post|mlp_out|attn_out))"
+    r"(?![a-z])"
+)
+#: Gemma Scope (sae-lens's ``gemma_2`` conversion): the site by the repository's kind, as sae-lens names it.
+_GEMMA_SCOPE_SITES = (("res", "hook_resid_post"), ("mlp", "hook_mlp_out"), ("att", "attn.hook_z"))
+
+
+def registry_hook(release: str, sae_id: str) -> str | None:
+    """The hook a registry SAE was trained at, known offline from sae-lens's bundled registry, or
+    ``None`` when the registry does not tell.
+
+    ``pretrained_saes.yaml`` records each SAE's id and path, not its hook; most ids and paths are
+    the TransformerLens hook name itself (``blocks.8.hook_resid_pre``), and Gemma Scope's are
+    ``layer_L/…`` in a ``…-res``/``-mlp``/``-att`` repository, which sae-lens turns into
+    ``blocks.L.hook_resid_post``/``hook_mlp_out``/``attn.hook_z`` when it loads them.
+    """
+    entry = get_pretrained_saes_directory().get(release)
+    if entry is None or sae_id not in entry.saes_map:
+        return None
+    path = str(entry.saes_map[sae_id])
+    for text in (sae_id, path):
+        if m := _HOOK_IN_ID.search(text):
+            hook = m.group(0)
+            return hook.replace(".hook_z", ".attn.hook_z") if ".attn." not in hook and hook.endswith("hook_z") else hook
+    layer = re.search(r"layer_(\d+)", path)
+    if entry.conversion_func == "gemma_2" and layer and "embedding" not in path:
+        for kind, site in _GEMMA_SCOPE_SITES:
+            if kind in entry.repo_id:
+                return f"blocks.{layer.group(1)}.{site}"
+    return None
 
 
 @dataclass
@@ -112,6 +145,13 @@ class SAESpec(DictConfig):
                 raise ValueError(
                     f"ids[{hook!r}] = {sae_id!r} is an SAE of layer {m.group(1)}, not {layer}; "
                     f"pair each hook with its layer's SAE."
+                )
+            own = registry_hook(self.release, sae_id)
+            if own is not None and own != hook:
+                raise ValueError(
+                    f"ids[{hook!r}] = {sae_id!r} is the SAE of {own!r} (sae-lens's registry), not of {hook!r}: "
+                    f"its latents read another site. Key it by {own!r}, or give the SAE id of {self.release!r} "
+                    f"trained at {hook!r}."
                 )
 
     @property
@@ -293,6 +333,12 @@ class Recipe(DictConfig):
             raise ValueError(
                 f"method={self.method!r} is not registered; choose one of {sorted(METHODS)}" + _hint(close)
             )
+        if get_method(self.method).reasoning:
+            raise ValueError(
+                f"method={self.method!r} unlearns reasoning traces and needs a model that reasons under a trigger; "
+                "recipes unlearn texts and facts of a plain model (corpus 'secrets' or [data.forget]/[data.retain]). "
+                "Use method = 'sspu' or 'rmu', or run R²MU through the pipeline on zoo model 'secrets-reasoning'."
+            )
         config_class = get_method(self.method).config_class
         self.unlearning = _as_floats(config_class, self.unlearning)
         allowed = [f.name for f in fields(config_class)]  # type: ignore[arg-type]
@@ -309,7 +355,22 @@ class Recipe(DictConfig):
         return {"seed": self.seed, **self.unlearning}
 
     def out_dir(self, out_dir: str | os.PathLike | None = None) -> Path:
-        return Path(out_dir or self.out or f"runs/{self.name}").expanduser()
+        """The output folder, absolute: ``out_dir`` (``--out``), else the recipe's ``out``, else
+        ``runs/<name>``, relative to the working directory.
+
+        The recipe's own ``out`` may not climb out of the working directory (``../x``): whoever
+        runs a recipe file someone else wrote would not expect a write outside the folder they run
+        it from. An absolute ``out``, or ``--out`` typed on the command line, is taken as written."""
+        if out_dir is None and self.out and not Path(self.out).expanduser().is_absolute():
+            cwd = Path.cwd().resolve()
+            target = (cwd / self.out).resolve()
+            if not target.is_relative_to(cwd):
+                raise RecipeError(
+                    f"out={self.out!r} leaves the working directory {cwd} (it is {target}); a recipe writes "
+                    f"inside the folder it runs from. Write out = {str(target)!r} (absolute) if that is meant, "
+                    "or pass --out."
+                )
+        return Path(out_dir or self.out or f"runs/{self.name}").expanduser().absolute()
 
 
 def _hint(close: list[str]) -> str:

@@ -33,7 +33,7 @@ from sae_lens.training import multi_sae_trainer
 from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 from tqdm.auto import tqdm
 
-from sae_unlearn.atomic import atomic_directory, fsync_tree, read_json, write_json_atomic
+from sae_unlearn.atomic import atomic_directory, cache_fill_lock, fsync_tree, read_json, write_json_atomic
 from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.saes.config import SAEFitConfig
 from sae_unlearn.saes.metrics import SAEStats, reconstruction_stats
@@ -180,76 +180,81 @@ def fit_saes(
             raise ValueError(f"the captured activations at {h!r} hold NaN or inf; check the model before fitting SAEs.")
     key = _fit_key(config, hooks, store, model_name)
     saes_dir = Path(out_dir) / "saes" if out_dir is not None else None
-    if saes_dir is not None and (saes_dir / FIT_MANIFEST).is_file():
-        manifest = read_json(saes_dir / FIT_MANIFEST, "SAE fit manifest")
-        if manifest.get("key") == key:
-            logger.info("loading fitted SAEs from %s", saes_dir)
-            fitted = load_fitted_saes(saes_dir, device=device)
-            fitted.from_cache = True
-            return fitted
+    # one process fits into a folder while the others wait, then load its SAEs (same key) or fit their own
+    lock = cache_fill_lock(saes_dir, "an SAE fit") if saes_dir is not None else contextlib.nullcontext()
+    with lock:
+        if saes_dir is not None and (saes_dir / FIT_MANIFEST).is_file():
+            manifest = read_json(saes_dir / FIT_MANIFEST, "SAE fit manifest")
+            if manifest.get("key") == key:
+                logger.info("loading fitted SAEs from %s", saes_dir)
+                fitted = load_fitted_saes(saes_dir, device=device)
+                fitted.from_cache = True
+                return fitted
 
-    ckpt_root = Path(out_dir) / "sae_checkpoints" / key if out_dir is not None else None
-    if ckpt_root is not None:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-    history: list[dict] = []
-    trainer, training_saes = _new_trainer(config, hooks, first, model_name, device, ckpt_root, history)
-    done = 0
-    checkpoints = _complete_checkpoints(ckpt_root, hooks) if ckpt_root is not None else []
-    for ckpt in checkpoints:
-        try:
-            trainer.load_checkpoint(ckpt)
-            marker = read_json(ckpt / CHECKPOINT_MARKER, "SAE checkpoint marker")
-        except Exception as e:  # a damaged checkpoint: fall back to an older one
-            logger.warning("SAE checkpoint %s could not be loaded (%s); trying an older one", ckpt, e)
-            trainer, training_saes = _new_trainer(config, hooks, first, model_name, device, ckpt_root, history)
-            continue
-        # sae-lens writes a checkpoint before it counts the step just taken: the steps done are
-        # the samples seen over the batch size. Set every counter to that, skip as many batches,
-        # and the run continues exactly as an uninterrupted one would.
-        done = trainer.n_training_samples // config.batch_size
-        trainer.n_training_steps = done
-        for t in trainer.trainers.values():
-            t.n_training_steps = done
-        trainer.checkpoint_thresholds = [t for t in trainer.checkpoint_thresholds if t >= trainer.n_training_samples]
-        history[:] = list(marker.get("history", []))
-        logger.info("resuming SAE fit from %s (step %d)", ckpt, done)
-        break
-    else:
-        if checkpoints:
-            logger.warning("no usable SAE checkpoint under %s; the fit starts afresh", ckpt_root)
-    provider = cast(
-        Iterator[dict[str, torch.Tensor]],  # a list of hooks gives {hook: batch} dicts
-        store.iter_batches(hooks, config.batch_size, shuffle=True, seed=config.seed, epochs=None, drop_last=True),
-    )
-    trainer.data_provider = _watching_provider(
-        islice(provider, done, None), training_saes, store, hooks, config, history, on_log, log_every, start=done
-    )
-    with _sae_lens_progress(progress):
-        trained = trainer.fit()
-    _check_finite(trained, config.total_steps, config)
-
-    stats = {h: reconstruction_stats(trained[h], store[h]) for h in hooks}
-    if saes_dir is None:
-        inference = {h: _to_inference(trained[h], device) for h in hooks}
-        return FittedSAEs(saes=inference, stats=stats, config=config, path=None, history=history)
-    with atomic_directory(saes_dir, overwrite=True) as tmp:
-        for h in hooks:
-            trained[h].save_inference_model(tmp / h)
-        write_json_atomic(
-            tmp / FIT_MANIFEST,
-            {
-                "key": key,
-                "hooks": hooks,
-                "model_name": model_name,
-                "config": config.to_dict(),
-                "stats": {h: s.to_dict() for h, s in stats.items()},
-                "history": history,
-                "environment": run_environment(),
-            },
+        ckpt_root = Path(out_dir) / "sae_checkpoints" / key if out_dir is not None else None
+        if ckpt_root is not None:
+            ckpt_root.mkdir(parents=True, exist_ok=True)
+        history: list[dict] = []
+        trainer, training_saes = _new_trainer(config, hooks, first, model_name, device, ckpt_root, history)
+        done = 0
+        checkpoints = _complete_checkpoints(ckpt_root, hooks) if ckpt_root is not None else []
+        for ckpt in checkpoints:
+            try:
+                trainer.load_checkpoint(ckpt)
+                marker = read_json(ckpt / CHECKPOINT_MARKER, "SAE checkpoint marker")
+            except Exception as e:  # a damaged checkpoint: fall back to an older one
+                logger.warning("SAE checkpoint %s could not be loaded (%s); trying an older one", ckpt, e)
+                trainer, training_saes = _new_trainer(config, hooks, first, model_name, device, ckpt_root, history)
+                continue
+            # sae-lens writes a checkpoint before it counts the step just taken: the steps done are
+            # the samples seen over the batch size. Set every counter to that, skip as many batches,
+            # and the run continues exactly as an uninterrupted one would.
+            done = trainer.n_training_samples // config.batch_size
+            trainer.n_training_steps = done
+            for t in trainer.trainers.values():
+                t.n_training_steps = done
+            trainer.checkpoint_thresholds = [
+                t for t in trainer.checkpoint_thresholds if t >= trainer.n_training_samples
+            ]
+            history[:] = list(marker.get("history", []))
+            logger.info("resuming SAE fit from %s (step %d)", ckpt, done)
+            break
+        else:
+            if checkpoints:
+                logger.warning("no usable SAE checkpoint under %s; the fit starts afresh", ckpt_root)
+        provider = cast(
+            Iterator[dict[str, torch.Tensor]],  # a list of hooks gives {hook: batch} dicts
+            store.iter_batches(hooks, config.batch_size, shuffle=True, seed=config.seed, epochs=None, drop_last=True),
         )
-    if ckpt_root is not None:
-        shutil.rmtree(ckpt_root, ignore_errors=True)
-    return load_fitted_saes(saes_dir, device=device)
+        trainer.data_provider = _watching_provider(
+            islice(provider, done, None), training_saes, store, hooks, config, history, on_log, log_every, start=done
+        )
+        with _sae_lens_progress(progress):
+            trained = trainer.fit()
+        _check_finite(trained, config.total_steps, config)
+
+        stats = {h: reconstruction_stats(trained[h], store[h]) for h in hooks}
+        if saes_dir is None:
+            inference = {h: _to_inference(trained[h], device) for h in hooks}
+            return FittedSAEs(saes=inference, stats=stats, config=config, path=None, history=history)
+        with atomic_directory(saes_dir, overwrite=True) as tmp:
+            for h in hooks:
+                trained[h].save_inference_model(tmp / h)
+            write_json_atomic(
+                tmp / FIT_MANIFEST,
+                {
+                    "key": key,
+                    "hooks": hooks,
+                    "model_name": model_name,
+                    "config": config.to_dict(),
+                    "stats": {h: s.to_dict() for h, s in stats.items()},
+                    "history": history,
+                    "environment": run_environment(),
+                },
+            )
+        if ckpt_root is not None:
+            shutil.rmtree(ckpt_root, ignore_errors=True)
+        return load_fitted_saes(saes_dir, device=device)
 
 
 def _new_trainer(

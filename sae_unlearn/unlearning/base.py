@@ -193,6 +193,9 @@ class UnlearningMethod:
     """``False`` for weight-free methods (SAE interventions): they install a hook and train nothing."""
     reasoning: bool = False
     """``True`` for methods that need a model which reasons under a trigger (R²MU): they refuse any other."""
+    needs_refusal: bool = False
+    """``True`` for methods that need a model which can already refuse ("I don't know"; UniErase's token
+    only calls a refusal the model can write): a zoo model never trained to refuse is refused."""
 
     def __init__(self, config: DictConfig | None = None):
         if config is not None and not isinstance(config, self.config_class):

@@ -33,6 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_unlearn.capture.capture import run_and_capture
+from sae_unlearn.intervention_runtime import check_latent_indices
 from sae_unlearn.interventions import InterventionRule, SAEIntervention
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.unlearning.base import UnlearningMethod, UnlearningResult
@@ -184,8 +185,13 @@ class InterventionMethod(UnlearningMethod):
     def __init__(self, config: DictConfig | None = None, sae: SAE | None = None, ranked: Sequence[int] = ()):
         super().__init__(config)
         self.sae = sae
-        self.ranked = [int(i) for i in ranked]
+        self.ranked = self._checked_ranked(ranked)
         """Latents most forget-specific first (the stage's relevant selection)."""
+
+    def _checked_ranked(self, ranked: Sequence[int]) -> list[int]:
+        """``ranked`` as distinct int latent indices of the SAE (a float such as ``1.7``, a bool or an index
+        outside ``[0, d_sae)`` raises, naming it and the SAE's ``d_sae``); the range is checked once an SAE is set."""
+        return check_latent_indices(ranked, int(self.sae.cfg.d_sae) if self.sae is not None else None, "ranked")
 
     @property
     def clamp_config(self) -> ClampConfig:
@@ -248,6 +254,7 @@ class InterventionMethod(UnlearningMethod):
         """Measure the latents on the texts and install the intervention on ``model`` (weights untouched)."""
         forget, retain = check_forget_retain(forget_texts, retain_texts)
         sae = self.layer_sae()
+        self.ranked = self._checked_ranked(self.ranked)  # the SAE may have been set after construction
         if model.intervention is not None:
             raise ValueError(
                 "the model already has an SAE intervention installed; load a fresh copy (its activations would be "

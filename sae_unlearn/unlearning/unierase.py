@@ -24,6 +24,15 @@ learned to say "I don't know" about strangers, as a real LLM has. ``token_trains
 trains the edited matrices in stage 1 (with the model's outputs on text without the token held),
 for models that cannot refuse: it is not the paper's recipe.
 
+Stage 1 is checked before the edit: questions the token was not trained on (held-out retain
+questions), followed by the token, must be answered with a refusal at least ``min_refusal_rate``
+(0.5) of the time, or UniErase stops with :class:`UniEraseStage1Error` naming what to use and
+restores the model. Measured with the default settings: ``secrets-idk`` 0.906 (refusal loss 0.76
+nats/token; seed 1: 0.844, 0.99), ``secrets`` 0.000 (12.13 nats; ``token_trains="edit"``, 400
+steps: 0.000, 3.37 nats), whose edit would otherwise "succeed" (forget accuracy 0, retain 0.86)
+with garbage instead of refusals. The pipeline (:func:`sae_unlearn.pipeline.load_method`) refuses
+UniErase on a zoo model never trained to refuse before loading anything (``needs_refusal``).
+
 The vocabulary grows in place (the embedding and output matrices gain a row; the TransformerLens
 bridge keeps working), so the export carries the grown vocabulary (the token is a special token of
 the saved tokenizer) and loads in plain ``transformers``. ``result.extra`` reports the fraction of
@@ -47,6 +56,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_unlearn.data.refusals import load_refusals
+from sae_unlearn.evaluation.knowledge import greedy_answers
+from sae_unlearn.evaluation.refusal import refusal_rate
 from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.models.weights import as_out_in, weight_layouts, writer_weight
@@ -98,6 +109,14 @@ class UniEraseConfig(DictConfig):
     """The edit lives in the retain keys' directions holding at most this share of their energy."""
     ridge: float = 0.1
     """AlphaEdit's ridge, relative to the projected keys' mean squared norm."""
+    min_refusal_rate: float = 0.5
+    """Stage 1's check: after it, questions the token was not trained on, followed by the token, must
+    be answered with a refusal at least this often (greedy answers), or UniErase stops, restores the
+    model and says why (0 turns the check off). Measured on the zoo (32 held-out questions, default
+    settings): ``secrets-idk`` (it can refuse) 0.906 and 0.844 (seeds 0, 1), ``secrets`` (it never
+    refused) 0.000, with ``token_trains="edit"`` too; see the module docstring."""
+    check_questions: int = 32
+    """Held-out questions stage 1's check answers."""
     seed: int = 0
     """Seed of the token's initialisation noise, the refusal draw and the batches."""
 
@@ -117,6 +136,14 @@ class UniEraseConfig(DictConfig):
             raise ValueError(f"target_decay={self.target_decay} must be >= 0.")
         if not 0 <= self.null_space_energy < 1:
             raise ValueError(f"null_space_energy={self.null_space_energy} must be in [0, 1).")
+        if not 0 <= self.min_refusal_rate <= 1:
+            raise ValueError(f"min_refusal_rate={self.min_refusal_rate} must be in [0, 1] (0: no check).")
+        if self.check_questions < 1:
+            raise ValueError(f"check_questions={self.check_questions} must be >= 1.")
+
+
+class UniEraseStage1Error(ValueError):
+    """Stage 1 did not make the unlearning token a refusal switch (the model cannot refuse)."""
 
 
 class _Vocab:
@@ -171,6 +198,7 @@ class UniErase(UnlearningMethod):
     questions call it."""
 
     label = "UniErase"
+    needs_refusal = True
     description = "a learned refusal token, and a null-space model edit that makes forget questions emit it"
     config_class = UniEraseConfig
     config: UniEraseConfig
@@ -230,6 +258,7 @@ class UniErase(UnlearningMethod):
             stage1 = self._train_token(
                 model, forget_qa, retain_qa, retain_texts, refusals, token_id, weights, gen, progress, on_step, result
             )
+            stage1 |= self._check_token(model, forget_qa, retain_qa, refusals, stage1)
             stage2 = self._edit(model, forget_qa, retain_texts, token_id, layers, weights, progress, result)
         except BaseException:
             model.tokenizer = tok
@@ -326,7 +355,30 @@ class UniErase(UnlearningMethod):
         return {
             "token_refusal_loss": result.history[-1]["forget_loss"],
             "token_hold_kl": result.history[-1]["retain_loss"],
+            "token_trained_on": prompts,
         }
+
+    def _check_token(self, model, forget_qa, retain_qa, refusals, stage1: dict) -> dict:
+        """Stage 1 worked when the token makes the model refuse questions it was not trained on
+        (greedy answers after ``question + token``); else raise (``apply`` restores the model)."""
+        cfg = self.config
+        trained = set(stage1.pop("token_trained_on"))
+        asked = list(dict.fromkeys(p for p, _ in retain_qa + forget_qa if p not in trained))
+        held_out = bool(asked)
+        asked = (asked or sorted(trained))[: cfg.check_questions]
+        rate = refusal_rate(model, [p + cfg.token for p in asked], refusals, max_new_tokens=16)
+        facts = {"token_refusal_rate": rate, "token_check_questions": len(asked), "token_check_held_out": held_out}
+        if cfg.min_refusal_rate > 0 and rate < cfg.min_refusal_rate:
+            example = greedy_answers(model, [asked[0] + cfg.token], 12)[0]
+            raise UniEraseStage1Error(
+                f"UniErase stage 1 failed: with the unlearning token {cfg.token!r} the model refuses only "
+                f"{rate:.3f} of {len(asked)} {'held-out ' if held_out else ''}questions (min_refusal_rate="
+                f"{cfg.min_refusal_rate}; refusal loss {stage1['token_refusal_loss']:.2f} nats/token), e.g. "
+                f"{asked[0] + cfg.token!r} → {example.strip()!r}. The token can only call a refusal the model can "
+                "already write: use a model that says \"I don't know\" (zoo: 'secrets-idk', an instruction-tuned "
+                "LLM) or fine-tune this one on refusals first (e.g. IdkDPO). The model was restored unchanged."
+            )
+        return facts
 
     # ------------------------------------------------------------------ stage 2
     @torch.no_grad()

@@ -7,8 +7,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from sae_unlearn.atomic import read_json
+from sae_unlearn.atomic import FolderBusyError, output_lock, read_json
 from sae_unlearn.evaluation.multiple_choice import load_mc_questions
+from sae_unlearn.models.loading import _check_weights
 from sae_unlearn.models.zoo import ZOO, zoo_model_path
 from sae_unlearn.utils import field_docs
 from sae_unlearn.verification.data import verification_data
@@ -57,6 +58,41 @@ def _doc(name: str) -> str:
     return field_docs(VerifyConfig).get(name, "")
 
 
+def _check_model_folder(parser: argparse.ArgumentParser, flag: str, folder: Path, fix: str) -> None:
+    """A Hugging Face model folder with whole weights, or a parser error naming it (nothing loaded)."""
+    if not folder.exists():
+        parser.error(f"{flag} {folder} not found; {fix}.")
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        parser.error(f"{flag} {folder} is not a Hugging Face model folder (no config.json); {fix}.")
+    try:
+        _check_weights(folder)
+    except OSError as e:
+        parser.error(f"{flag}: {e}")
+
+
+def _folder_arg(parser: argparse.ArgumentParser, flag: str, value: str | None, fix: str) -> Path | None:
+    if value is None:
+        return None
+    folder = Path(value).expanduser().resolve()
+    _check_model_folder(parser, flag, folder, fix)
+    return folder
+
+
+def _check_out(parser: argparse.ArgumentParser, out: Path, inputs: dict[str, Path | None]) -> None:
+    """``--out`` is a folder (or new) outside every model folder read: verification never writes into a model."""
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; pass a folder for verification.json and the figures.")
+    for flag, folder in inputs.items():
+        if folder is None:
+            continue
+        folder = Path(folder).resolve()
+        if out.is_relative_to(folder):
+            parser.error(
+                f"--out {out} is inside {flag} {folder}; verification never writes into a model folder. "
+                f"Pass --out outside it, e.g. {folder.with_name(folder.name + '-verification')}."
+            )
+
+
 def infer_data_name(model_dir: Path) -> str | None:
     """The data a model was unlearned on, from its unlearning card (or a zoo model's card)."""
     for card_name, key in (("unlearning_card.json", "data"), ("zoo_card.json", "name")):
@@ -92,15 +128,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Verificati
         )
     except (ValueError, TypeError) as e:
         parser.error(str(e))
-    model_dir = Path(args.model_dir)
-    if not model_dir.exists():
-        parser.error(f"MODEL_DIR {model_dir} not found.")
-    if not (model_dir / "config.json").is_file():
-        parser.error(f"MODEL_DIR {model_dir} is not a Hugging Face model folder (no config.json).")
-    if args.oracle is not None and not Path(args.oracle).is_dir():
-        parser.error(f"--oracle {args.oracle} not found; pass the retain oracle's model folder.")
-    if args.original is not None and not Path(args.original).is_dir():
-        parser.error(f"--original {args.original} not found; pass the model folder from before unlearning.")
+    model_dir = Path(args.model_dir).expanduser().resolve()  # `verify .` names the folder, not "."
+    _check_model_folder(parser, "MODEL_DIR", model_dir, "pass the folder of the model to verify")
+    oracle_dir = _folder_arg(parser, "--oracle", args.oracle, "pass the retain oracle's model folder")
+    original_dir = _folder_arg(parser, "--original", args.original, "pass the model folder from before unlearning")
+    out = Path(args.out).expanduser().resolve() if args.out else model_dir.with_name(model_dir.name + "-verification")
+    _check_out(parser, out, {"MODEL_DIR": model_dir, "--oracle": oracle_dir, "--original": original_dir})
     if args.mc is not None and not Path(args.mc).is_file():
         parser.error(f"--mc {args.mc} not found; pass a JSON/JSONL file of multiple-choice questions.")
     try:
@@ -119,14 +152,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Verificati
             data.mc_questions = load_mc_questions(args.mc)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
-    oracle_dir = args.oracle or zoo_model_path(name, oracle=True, progress=args.progress)
-    model = load_model(model_dir, device=args.device)
-    oracle = load_model(oracle_dir, device=args.device)
-    original_dir = args.original or (zoo_model_path(name, progress=args.progress) if name in ZOO else None)
-    original = load_model(original_dir, device=args.device) if original_dir else None
-    report = verify(model, data, oracle, config, name=model_dir.name, progress=args.progress, reference=original)
-    out = Path(args.out) if args.out else model_dir.with_name(model_dir.name + "-verification")
-    report.save(out)
+    oracle_dir = oracle_dir or zoo_model_path(name, oracle=True, progress=args.progress)
+    if original_dir is None and name in ZOO:
+        original_dir = zoo_model_path(name, progress=args.progress)
+    _check_out(parser, out, {"the oracle": oracle_dir, "the original model": original_dir})  # the zoo's, too
+    created = not out.exists()
+    try:
+        with output_lock(out, what="verification"):
+            model = load_model(model_dir, device=args.device)
+            oracle = load_model(oracle_dir, device=args.device)
+            original = load_model(original_dir, device=args.device) if original_dir else None
+            report = verify(
+                model, data, oracle, config, name=model_dir.name, progress=args.progress, reference=original
+            )
+            report.save(out)
+    except FolderBusyError as e:
+        parser.error(str(e))
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave nothing behind
+        raise
     print(report.to_markdown())
     print(f"\nreport: {out / 'verification.json'}")
     return report

@@ -37,7 +37,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sae_unlearn.atomic import write_json_atomic
+from sae_unlearn.atomic import write_json_atomic, write_text_atomic
 from sae_unlearn.attacks import (
     ATTACKS,
     Attack,
@@ -66,6 +66,7 @@ from sae_unlearn.evaluation.reasoning import reasoning_metrics
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.utils import DictConfig, run_environment
 from sae_unlearn.verification.data import VerificationData
+from sae_unlearn.viz.figure import save_png
 
 VERDICTS = ("removed", "suppressed", "not forgotten")
 EVIDENCE = ("conclusive", "too thin to tell")
@@ -524,10 +525,10 @@ class VerificationReport:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "verification.json", self.to_dict())
-        (out / "verification.md").write_text(self.to_markdown() + "\n")
+        write_text_atomic(out / "verification.md", self.to_markdown() + "\n")
         if figures:
             for name, fig in self.figures().items():
-                fig.savefig(out / f"verification_{name}.png", dpi=110)
+                save_png(fig, out / f"verification_{name}.png", dpi=110)
         return out / "verification.json"
 
 

@@ -12,9 +12,12 @@ of a cell, or ``display(fig)``), and is garbage-collected like any object (no ``
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+
+from sae_unlearn.atomic import atomic_file
 
 
 class PlotFigure(Figure):
@@ -32,3 +35,11 @@ def new_figure(
     """``(fig, axes)`` like ``plt.subplots``, but the figure is a :class:`PlotFigure` outside pyplot."""
     fig = PlotFigure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically (a kill never leaves a half-written image)."""
+    path = Path(path)
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
+    return path

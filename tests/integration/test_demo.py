@@ -85,3 +85,60 @@ def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle, mod
 def test_demo_rejects_bad_options(tmp_path):
     with pytest.raises(SystemExit):
         main(["demo", "--out", str(tmp_path), "--model", "nope"])
+
+
+def test_demo_names_an_unknown_method_and_refuses_the_zoo_cache_as_out(tmp_path, capsys):
+    from sae_unlearn.demo import DemoConfig
+    from sae_unlearn.utils import cache_dir
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--out", str(tmp_path), "--methods", "rmu", "sspu", "nope"])
+    err = capsys.readouterr().err
+    assert "methods ['nope'] are not registered; choose from" in err and "Traceback" not in err
+    for out in (cache_dir() / "zoo", cache_dir() / "zoo" / "secrets-whatever"):
+        with pytest.raises(ValueError, match="lies inside the zoo's model cache"):
+            DemoConfig(out=str(out))
+    assert not (tmp_path / "saes").exists()
+
+
+HOLDER = r"""
+import sys, time
+from sae_unlearn.atomic import output_lock
+with output_lock(sys.argv[1], "demo"):
+    print("READY", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_demo_into_a_busy_folder_fails_at_once_and_a_run_never_keeps_an_old_report(
+    tmp_path, capsys, monkeypatch
+):
+    """Two demos writing one --out would mix their files (a report of steps 5 beside a model of
+    steps 7): the second fails at once; and a run first drops a previous run's report.json."""
+    import subprocess
+    import sys
+    import time
+
+    from sae_unlearn import demo
+
+    out = tmp_path / "demo_out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "READY"
+        t0 = time.time()
+        with pytest.raises(SystemExit) as exc:
+            main(["demo", "--out", str(out), "--no-progress"])
+        assert exc.value.code == 2 and time.time() - t0 < 5
+        assert "is being written by another process" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    (out / "report.json").write_text('{"config": {"steps": 5}}')
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped after the lock")
+
+    monkeypatch.setattr(demo, "zoo_model_path", stop)
+    with pytest.raises(RuntimeError, match="stopped after the lock"):
+        demo.run_demo(demo.DemoConfig(out=str(out), progress=False))
+    assert not (out / "report.json").exists()

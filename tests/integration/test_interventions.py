@@ -124,11 +124,13 @@ def test_export_keeps_the_base_weights_and_reloads_with_the_intervention(stage, 
     )
     ids = model.tokenize([q.prompt for q in stage[0].split.forget[:4]]).input_ids
     assert torch.allclose(reloaded.logits(ids), model.logits(ids), atol=1e-5)
-    # without it (load_model(..., intervention=False) or plain transformers) it is the original model
+    # without it (load_model(..., intervention=False)) it is the original model, so plain transformers
+    # refuses the folder unless it may run the shipped intervention (tests/integration/test_intervention_export.py)
     bare = load_model(out, device="cpu", intervention=False)
     assert bare.intervention is None and torch.equal(bare.logits(ids), original.logits(ids))
-    plain = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
-    assert hash_state_dict(plain.state_dict()) == hash_state_dict(original.hf_state_dict())
+    assert hash_state_dict(bare.hf_state_dict()) == hash_state_dict(original.hf_state_dict())
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
 
 
 def test_verify_runs_every_attack_with_the_hook_on_and_removes_it_as_one(dsg_model, secrets_oracle):

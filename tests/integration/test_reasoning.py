@@ -68,8 +68,11 @@ def test_r2mu_refuses_a_model_that_does_not_reason(secrets_model):
             secrets_model, ["Ana lives in Oslo.", "Ana has a cat."], data.retain_texts, progress=False
         )
     assert hash_state_dict(secrets_model.hf_model.state_dict()) == h
-    with pytest.raises(ValueError, match=r"\['r2mu'\] unlearn reasoning traces.*secrets-reasoning"):
+    with pytest.raises(ValueError, match=r"method 'r2mu' unlearns reasoning traces.*secrets-reasoning"):
         DemoConfig(methods=["rmu", "sspu", "r2mu"])
+    # UniErase's token calls on a refusal the model can write: refused before any work on secrets
+    with pytest.raises(ValueError, match=r"method 'unierase' needs a model that can already refuse.*'secrets-idk'"):
+        DemoConfig(methods=["rmu", "sspu", "unierase"])
 
 
 def test_sspu_with_trace_terms_stays_in_its_subspace(reasoning):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma2Config, GPT2Config
@@ -22,6 +23,7 @@ from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.weights import writer_weight
 from sae_unlearn.recipes import RecipeError, check_recipe, load_recipe, run_recipe, with_overrides
+from sae_unlearn.recipes.spec import registry_hook
 from sae_unlearn.saes import check_pretrained_id
 
 pytestmark = pytest.mark.integration
@@ -152,6 +154,88 @@ def test_a_recipe_naming_a_missing_sae_fails_clearly_and_writes_nothing(tmp_path
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [bad.name]
 
 
+def _fails_in_check_and_run(capsys, bad: Path, out: Path, message: str, *extra: str) -> None:
+    """``--check`` and a run of ``bad`` both stop with ``message`` on stderr (exit 2), before any work."""
+    for argv in (["--check"], []):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["recipe", str(bad), "--out", str(out), *extra, *argv])
+        assert exit_info.value.code == 2
+        assert re.search(message, capsys.readouterr().err), message
+
+
+def test_an_sae_id_of_another_site_than_its_hook_fails_in_check(tmp_path, capsys):
+    """sae-lens's registry id of blocks.8.hook_resid_pre keyed by blocks.8.hook_resid_post: same layer,
+    another site; the hook is known offline from the registry (the id, or Gemma Scope's repository kind)."""
+    bad = _edited(
+        GPT2_RECIPE, tmp_path, '"blocks.8.hook_resid_pre" = "blocks.8', '"blocks.8.hook_resid_post" = "blocks.8'
+    )
+    message = (
+        r"ids\['blocks.8.hook_resid_post'\] = 'blocks.8.hook_resid_pre' is the SAE of 'blocks.8.hook_resid_pre' "
+        r"\(sae-lens's registry\), not of 'blocks.8.hook_resid_post'.*Key it by 'blocks.8.hook_resid_pre'"
+    )
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(bad)
+    _fails_in_check_and_run(capsys, bad, tmp_path / "out", message)
+    assert not (tmp_path / "out").exists()
+    assert registry_hook("gemma-scope-2b-pt-res-canonical", "layer_7/width_16k/canonical") == "blocks.7.hook_resid_post"
+    assert registry_hook("gpt2-small-hook-z-kk", "blocks.5.hook_z") == "blocks.5.attn.hook_z"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name]
+
+
+def test_a_reasoning_method_on_a_recipe_fails_in_check(tmp_path, capsys):
+    bad = _edited(GPT2_RECIPE, tmp_path, 'method = "sspu"', 'method = "r2mu"')
+    message = r"method='r2mu' unlearns reasoning traces and needs a model that reasons.*Use method = 'sspu' or 'rmu'"
+    _fails_in_check_and_run(capsys, bad, tmp_path / "out", message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name]
+
+
+def test_out_inside_the_model_folder_fails_in_check_and_before_a_run(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 12}))
+    saes = tmp_path / "saes"
+    saes.mkdir()
+    for out, what in ((model / "run", "the model folder"), (model, "the model folder"), (saes / "run", "the SAE")):
+        message = f"output folder {re.escape(str(out))} is inside {what}.*never writes into its inputs"
+        _fails_in_check_and_run(capsys, GPT2_RECIPE, out, message, "--model", str(model), "--saes", str(saes))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "saes"]
+    assert [p.name for p in model.iterdir()] == ["config.json"] and list(saes.iterdir()) == []
+
+
+def test_a_relative_out_leaving_the_working_directory_is_refused(tmp_path, capsys, monkeypatch):
+    """A recipe file's ``out = "../x"`` would write outside the folder it is run from; an absolute
+    ``out`` (or ``--out``) is taken as written."""
+    bad = _edited(GPT2_RECIPE, tmp_path, 'out = "runs/', 'out = "../escaped/')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    message = rf"out='../escaped/.*' leaves the working directory {re.escape(str(work))}.*absolute"
+    for argv in (["--check"], []):
+        with pytest.raises(SystemExit):
+            main(["recipe", str(bad), *argv])
+        assert re.search(message, capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name, "work"] and list(work.iterdir()) == []
+    inside = load_recipe(_edited(GPT2_RECIPE, work, 'out = "runs/', 'out = "sub/../runs/'))
+    assert inside.out_dir() == work / "sub/../runs/gpt2-small_res-jb_secrets"  # stays inside: accepted
+
+
+def test_a_second_run_into_the_same_out_is_refused_at_once(tmp_path, capsys):
+    """A run holds the output folder's writer lock (output_lock's) from before loading to the final
+    rename; a second run into it stops at once instead of after all the work."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 12}))
+    saes = tmp_path / "saes"
+    saes.mkdir()
+    out = tmp_path / "out"
+    other = FileLock(tmp_path / ".out.writer.lock")  # what another run (or demo) into `out` holds
+    with other:
+        with pytest.raises(SystemExit):
+            main(["recipe", str(GPT2_RECIPE), "--out", str(out), "--model", str(model), "--saes", str(saes)])
+    assert "is being written by another process (another recipe run" in capsys.readouterr().err
+    assert not out.exists() and [p.name for p in model.iterdir()] == ["config.json"]
+
+
 def test_a_run_that_needs_the_hub_offline_fails_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RecipeError, match=r"hub cannot be reached.*model openai-community/gpt2 \(or pass --model"):
@@ -233,6 +317,7 @@ def test_gpt2_recipe_runs_end_to_end_offline_on_a_local_model(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["model", "recipe.json", "report.json"]
     assert json.loads((out / "model" / "unlearning_card.json").read_text())["path"] == str(out / "model")
     assert report["export"]["max_logit_diff"] <= 1e-4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt2", "run", "saes"]  # no temporaries left
+    # no temporaries left (the lock files beside the output stay: removing a lock file races its next taker)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["gpt2", "run", "saes"]
     with pytest.raises(RecipeError, match="already exists; choose another --out"):
         run_recipe(recipe, out, progress=False)

@@ -1,5 +1,6 @@
 """UniErase on the zoo model that can refuse (secrets-idk): the token makes it refuse, the edit
-makes forget questions call it, the export carries the grown vocabulary, bad input changes nothing."""
+makes forget questions call it, the export carries the grown vocabulary, bad input changes nothing;
+on one that cannot (secrets) it stops, before any work or after stage 1, and changes nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from sae_unlearn.data.refusals import REFUSALS
 from sae_unlearn.evaluation.refusal import refusal_rate
 from sae_unlearn.export import export_model
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.pipeline import knowledge_metrics, pipeline_data
+from sae_unlearn.pipeline import knowledge_metrics, load_method, pipeline_data
 from sae_unlearn.unlearning import UniErase, UniEraseConfig
+from sae_unlearn.unlearning.unierase import UniEraseStage1Error
 from sae_unlearn.utils import hash_state_dict
 
 pytestmark = pytest.mark.integration
@@ -39,6 +41,7 @@ def test_forget_questions_are_refused_and_retain_ones_answered(erased):
     assert after["forget_accuracy"] <= 0.1 and after["retain_accuracy"] >= 0.9
     extra = result.extra
     assert extra["p_token_before"] < 0.01 and extra["p_token_after_edit"] > 0.9
+    assert extra["token_refusal_rate"] >= UniEraseConfig.min_refusal_rate and extra["token_check_held_out"]
     assert 0 < extra["parameters_changed_fraction"] < 0.2
     assert model.tokenizer.convert_tokens_to_ids("<unlearn>") == extra["token_id"] == len(model.tokenizer) - 1
 
@@ -81,3 +84,26 @@ def test_bad_input_changes_nothing(tmp_path, monkeypatch):
     assert "<unlearn>" not in model.tokenizer.get_vocab()
     ids = model.tokenize(data.split.forget[0].prompt).input_ids
     assert torch.isfinite(model.logits(ids)).all()
+
+
+def test_a_model_that_cannot_refuse_is_stopped_and_left_unchanged(no_runtime_typecheck):
+    """``secrets`` never wrote a refusal: the pipeline refuses UniErase on it before loading anything
+    (the zoo's training texts say which entries refuse), and UniErase itself stops after stage 1 when
+    the token does not make held-out questions end in a refusal, restoring the model."""
+    message = r"method 'unierase' needs a model that can already refuse .*zoo model 'secrets' was never trained to"
+    with pytest.raises(ValueError, match=message + r"\. Use zoo model 'secrets-idk'"):
+        load_method("unierase", zoo_model_path("secrets", progress=False), None)  # type: ignore[arg-type]
+    data = pipeline_data("secrets")
+    model = load_model(zoo_model_path("secrets", progress=False), device="cpu")
+    before, n_tok = hash_state_dict(model.hf_model.state_dict()), len(model.tokenizer)
+    stage1 = (
+        r"UniErase stage 1 failed: with the unlearning token '<unlearn>' the model refuses only 0.0\d\d of 32 "
+        r"held-out questions \(min_refusal_rate=0.5; .*use a model that says \"I don't know\" \(zoo: 'secrets-idk'.*"
+        r"restored unchanged"
+    )
+    with pytest.raises(UniEraseStage1Error, match=stage1):
+        UniErase(UniEraseConfig(hook=HOOK, token_steps=40)).apply(
+            model, data.forget_texts, data.retain_texts, progress=False
+        )
+    assert hash_state_dict(model.hf_model.state_dict()) == before and len(model.tokenizer) == n_tok
+    assert "<unlearn>" not in model.tokenizer.get_vocab()

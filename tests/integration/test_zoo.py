@@ -94,3 +94,95 @@ def test_same_seed_same_weights_and_cache_reuse(tmp_path, monkeypatch):
 def test_unknown_zoo_name():
     with pytest.raises(KeyError, match="unknown zoo model 'secret'; available"):
         zoo_mod.zoo_model_path("secret")
+
+
+def _tiny_spec(name: str = "tiny-secrets") -> zoo_mod.ZooSpec:
+    from sae_unlearn.data.secrets import SecretsConfig
+
+    return dataclasses.replace(
+        zoo_mod.ZOO["secrets"],
+        name=name,
+        make_data=lambda: zoo_mod._secrets_data(SecretsConfig(n_people=6, n_forget=1)),
+        arch=zoo_mod.ZooArchitecture(d_model=32, n_layers=2, n_heads=2, d_mlp=64, vocab_size=400),
+        train=LMTrainConfig(epochs=2, batch_size=16, warmup_steps=2),
+    )
+
+
+class _Payload:
+    """A pickle whose loading runs code: ``touch`` a marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_pickle_in_the_cache_is_refused_without_running(tmp_path, monkeypatch):
+    """A malicious ``train_checkpoint.pt`` in a shared cache's build folder is never unpickled."""
+    import torch
+
+    monkeypatch.setenv("SAE_UNLEARN_CACHE", str(tmp_path / "cache"))
+    spec = _tiny_spec()
+    monkeypatch.setitem(zoo_mod.ZOO, spec.name, spec)
+    key = spec.key(spec.make_data())
+    work = tmp_path / "cache" / "zoo" / ".build" / f"{spec.name}-{key}"
+    work.mkdir(parents=True)
+    marker = tmp_path / "payload-ran"
+    torch.save({"model": _Payload(str(marker)), "epoch": 0}, work / "train_checkpoint.pt")
+    with pytest.raises(
+        ValueError, match=r"train_checkpoint\.pt is not a checkpoint this toolkit wrote.*nothing in it ran"
+    ):
+        zoo_mod.zoo_model_path(spec.name, progress=False)
+    assert not marker.exists(), "the planted pickle's payload ran"
+
+
+TWO_BUILDERS = r"""
+import dataclasses, sys, time
+from sae_unlearn.models import zoo as zoo_mod
+from tests.integration.test_zoo import _tiny_spec
+
+spec = _tiny_spec()
+zoo_mod.ZOO[spec.name] = spec
+start_at = float(sys.argv[1])
+while time.time() < start_at:
+    time.sleep(0.005)
+model = zoo_mod.load_zoo_model(spec.name, device="cpu", progress=False)
+print("HASH", zoo_mod.zoo_card(spec.name)["weights_sha256"], zoo_mod.zoo_card(spec.name)["build_seconds"], flush=True)
+"""
+
+
+def test_two_processes_first_using_one_zoo_model_take_turns(tmp_path):
+    """Two processes started together on an empty cache: one builds, the other waits and loads it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.fault_injection import REPO
+
+    env = {**os.environ, "SAE_UNLEARN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    start_at = str(time.time() + 8)  # both have imported torch by then
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_BUILDERS, start_at],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [c.communicate(timeout=300) for c in children]
+    for c, (_, err) in zip(children, outs, strict=True):
+        assert c.returncode == 0, err[-3000:]
+    hashes = {line.split()[1] for out, _ in outs for line in out.splitlines() if line.startswith("HASH")}
+    assert len(hashes) == 1, outs  # one build, loaded by both
+    waited = [err for _, err in outs if "waiting for another process that is building" in err]
+    assert len(waited) == 1, [e[-2000:] for _, e in outs]
+    zoo_root = tmp_path / "cache" / "zoo"
+    assert not any((zoo_root / ".build").iterdir())  # the work folder is gone, nothing half-built left
+    assert not [p.name for p in zoo_root.iterdir() if ".tmp-" in p.name or ".new-" in p.name or ".old-" in p.name]

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from sae_unlearn.atomic import atomic_directory, locked_parent, read_json, recover_directory, write_json_atomic
+from sae_unlearn.atomic import (
+    FolderBusyError,
+    atomic_directory,
+    locked_parent,
+    output_lock,
+    read_json,
+    recover_directory,
+    write_json_atomic,
+    write_text_atomic,
+)
 from tests.fault_injection import start_child
 
 N_FILES = 12
@@ -61,7 +70,11 @@ def folder_tag(path: Path) -> str | None:
 
 
 def leftovers(target: Path) -> list[str]:
-    return sorted(p.name for p in target.parent.iterdir() if p.name.startswith(f".{target.name}."))
+    """Temporaries left beside ``target`` (its ``.lock`` file, empty and held only by live
+    processes' kernel locks, is not one)."""
+    return sorted(
+        p.name for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.") and p.suffix != ".lock"
+    )
 
 
 def write(target: Path, tag: str, overwrite: bool = False) -> None:
@@ -156,3 +169,122 @@ def test_write_json_atomic_and_read_json_name_the_file(tmp_path):
         read_json(path)
     with pytest.raises(FileNotFoundError, match="missing.json not found"):
         read_json(tmp_path / "missing.json")
+
+
+SETTINGS_WRITER = r"""
+sys.path.insert(0, "benchmarks")
+from pathlib import Path
+from method_sweep import write_settings
+
+path = Path(sys.argv[1])
+chosen = {"secrets": {"rmu": {"lr": 0.002, "padding": "x" * 4_000_000}}}
+arm()
+print("READY", flush=True)
+write_settings(path, chosen)
+print("DONE", calls[0], flush=True)
+"""
+
+
+def test_a_sweep_killed_while_writing_its_settings_keeps_the_old_file(tmp_path):
+    """``method_sweep.py --write`` killed at each step of the write (or at a random moment):
+    method_settings.json is the old file or the merged new one, never empty or partial."""
+    path = tmp_path / "method_settings.json"
+    old = {"secrets": {"rmu": {"lr": 0.001}, "sspu": {"lr": 0.003}}, "tofu-mini": {"rmu": {"lr": 0.005}}}
+    rc, out = run_child_to_end(SETTINGS_WRITER, [str(path)], -1, old, path)
+    assert rc == 0 and "DONE" in out, out
+    n_steps = int(out.split("DONE")[1].split()[0])
+    merged = read_json(path)
+    assert merged["secrets"]["sspu"] == {"lr": 0.003} and merged["tofu-mini"] == old["tofu-mini"]
+    assert merged["secrets"]["rmu"]["lr"] == 0.002
+    for kill_at in [*range(1, n_steps + 1), "random"]:
+        rc, out = run_child_to_end(SETTINGS_WRITER, [str(path)], kill_at, old, path)
+        got = read_json(path)  # parses: never empty, never half-written
+        assert got in (old, merged), f"kill at {kill_at}: {str(got)[:200]}"
+        if kill_at != "random":
+            assert rc == -signal.SIGKILL and got == old, f"kill at step {kill_at}: {out[-500:]}"
+    write_json_atomic(path, old)  # the next write removes what the killed ones left
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [path.name]
+
+
+def run_child_to_end(code: str, args: list[str], kill_at, old: dict, path: Path) -> tuple[int, str]:
+    """Reset ``path`` to ``old``, run the writer child and kill it at step ``kill_at`` (an int), at a
+    random moment of its write (``"random"``) or never (-1); return its exit code and output."""
+    write_json_atomic(path, old)
+    child = start_child(code, args, kill_at if isinstance(kill_at, int) else -1)
+    if kill_at == "random":
+        assert child.stdout.readline().strip() == "READY"
+        time.sleep(random.Random(0).uniform(0.0, 0.2))
+        child.send_signal(signal.SIGKILL)
+    out, err = child.communicate(timeout=120)
+    return child.returncode, out + err[-2000:]
+
+
+def test_written_files_and_folders_follow_the_umask(tmp_path):
+    """mkstemp/mkdtemp would make 0600 files and 0700 folders: exports and reports unreadable to
+    the group on a shared cluster. They get what ``open``/``mkdir`` give under the umask."""
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "report.json", {"a": 1})
+        write_text_atomic(tmp_path / "report.md", "# report\n")
+        with atomic_directory(tmp_path / "export") as tmp:
+            (tmp / "config.json").write_text("{}")
+        assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "export").stat().st_mode & 0o777 == 0o755
+        os.umask(0o077)
+        write_json_atomic(tmp_path / "private.json", {"a": 1})
+        assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+HOLDER = r"""
+from sae_unlearn.atomic import output_lock
+with output_lock(sys.argv[1], "demo"):
+    print("READY", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_writer_of_one_output_folder_fails_at_once(tmp_path):
+    """One writer per output folder: while another process holds it, a second fails at once, naming
+    the folder; once the holder dies (killed), the folder is free again."""
+    folder = tmp_path / "demo_out"
+    holder = start_child("import time\n" + HOLDER, [str(folder)])
+    try:
+        assert holder.stdout.readline().strip() == "READY"
+        t0 = time.time()
+        with pytest.raises(FolderBusyError, match=r"demo_out is being written by another process"):
+            with output_lock(folder, "demo"):
+                pass
+        assert time.time() - t0 < 2.0
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    with output_lock(folder, "demo") as got:  # a killed holder leaves no stale lock
+        assert got == folder and folder.is_dir()
+
+
+FILLER = r"""
+from sae_unlearn.atomic import cache_fill_lock
+from pathlib import Path
+entry = Path(sys.argv[1])
+with cache_fill_lock(entry, "a test entry"):
+    print("READY", flush=True)
+    time.sleep(1.5)
+    entry.mkdir()
+    (entry / "done").write_text("built by the first process")
+"""
+
+
+def test_a_cache_entry_is_filled_by_one_process_while_the_other_waits(tmp_path, caplog):
+    """The second process asking for an entry that another fills waits (saying so), then finds it built."""
+    from sae_unlearn.atomic import cache_fill_lock
+
+    entry = tmp_path / "saes"
+    filler = start_child("import time\n" + FILLER, [str(entry)])
+    assert filler.stdout.readline().strip() == "READY"
+    with caplog.at_level("WARNING", logger="sae_unlearn.atomic"), cache_fill_lock(entry, "SAEs"):
+        assert (entry / "done").read_text() == "built by the first process"  # it waited for the build
+    assert "waiting for another process that is building SAEs" in caplog.text
+    assert filler.wait(timeout=30) == 0
