@@ -285,6 +285,7 @@ def _run_demo(config: DemoConfig, out: Path, t_start: float) -> dict:
         "path": card["path"],
         "max_logit_diff": card["max_logit_diff"],
         "reload_weights_identical": card["reload_weights_identical"],
+        "plain_transformers_max_logit_diff": card["plain_transformers_max_logit_diff"],
         "card": str(out / "sspu_model" / "UNLEARNING_CARD.md"),
     }
     timing["export_s"] = time.perf_counter() - t
@@ -455,7 +456,8 @@ def format_report(report: dict) -> str:
         )
         lines.append(
             f"  exported SSPU model: {report['export']['path']} "
-            f"(max logit diff {report['export']['max_logit_diff']:.1e})"
+            f"(max logit diff after reload {report['export']['max_logit_diff']:.1e}; "
+            f"plain transformers vs the bridge {report['export']['plain_transformers_max_logit_diff']:.1e})"
         )
     if "verification" in report:
         lines.append(

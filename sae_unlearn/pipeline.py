@@ -130,10 +130,12 @@ def sae_stage(
     or ``"release:sae_id"``) nothing is fitted: only the SAEs' hooks are captured, each SAE is
     checked against the activations there (hook, width), and the layer is chosen among theirs.
 
-    ``streaming=True`` (given SAEs only: fitting needs the stored capture) selects in two passes
-    over the text that keep no activations (:mod:`sae_unlearn.selection.streaming`): memory does
-    not grow with the number of tokens, the selection is the stored path's, and the stage's
-    ``store`` and ``forget_mask`` are ``None``. ``max_length`` truncates texts to that many tokens.
+    ``streaming=True`` (given SAEs only: fitting needs the stored capture) selects in one pass
+    over the text that keeps no activations, only the SAEs' sparse codes in temporary files
+    (:mod:`sae_unlearn.selection.streaming`): host memory does not grow with the number of tokens,
+    the selection is the stored path's, and the stage's ``store`` and ``forget_mask`` are ``None``.
+    ``max_length`` truncates texts to that many tokens. A hook whose SAE has no forget-specific
+    latent is scored 0.5 and left out of the choice (``stage.selection.skipped``), on either path.
 
     ``positions`` says which tokens the latents and the layer are scored on. ``"all"`` (default):
     every token of the forget texts against every token of the retain texts; on the secrets model

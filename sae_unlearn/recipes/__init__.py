@@ -1,6 +1,6 @@
 """Recipes: ready configs for published settings, each run with one command.
 
-``python -m sae_unlearn recipe recipes/NAME.toml [--out DIR] [--check]``
+``python -m sae_unlearn recipe recipes/NAME.toml [--out DIR] [--check | --rehearse [--steps/--layers/--texts N]]``
 
 A recipe (TOML, under ``recipes/``) names the model (hub id or local folder, with its architecture
 and depth), pretrained SAEs (a sae-lens registry release and ``{hook: sae_id}``, or a folder), the
@@ -18,6 +18,10 @@ runs the SAE stage, unlearns, evaluates again and writes the output folder atomi
 (``report.json``, the recipe, the exported model): on any failure nothing is written.
 ``--check`` (``dry_run=True``) resolves hooks and parameter names on a tiny random model of the
 declared architecture and depth (names depend only on those), offline, and writes nothing.
+``--rehearse`` (:mod:`~sae_unlearn.recipes.rehearsal`) runs the same stages at the real model's full
+shape with random weights, random SAEs in the real format and generated data, offline. Every run
+measures each stage (``report.json``'s ``stages``: seconds, peak RSS, peak GPU memory, tokens/s;
+:mod:`~sae_unlearn.recipes.measure`).
 
 Relative paths in a recipe are relative to the directory the command runs from; the recipe's own
 ``out`` may not climb out of it (``../x``: write it absolute, or pass ``--out``). The output folder
@@ -28,8 +32,10 @@ run into the same folder stops at once. Each registry SAE id must be the SAE of 
 reasoning-trace method (R²MU) is refused: recipes unlearn plain models.
 """
 
+from sae_unlearn.recipes.cli import add_arguments, run
 from sae_unlearn.recipes.data import load_questions, load_texts
-from sae_unlearn.recipes.run import add_arguments, check_recipe, run, run_recipe, teach, twin_model
+from sae_unlearn.recipes.rehearsal import RehearsalConfig, rehearse
+from sae_unlearn.recipes.run import check_recipe, run_recipe, teach, twin_model
 from sae_unlearn.recipes.spec import (
     DataSource,
     DataSpec,
@@ -55,6 +61,7 @@ __all__ = [
     "ModelSpec",
     "Recipe",
     "RecipeError",
+    "RehearsalConfig",
     "SAESpec",
     "SelectionSpec",
     "TextSource",
@@ -63,6 +70,7 @@ __all__ = [
     "load_questions",
     "load_recipe",
     "load_texts",
+    "rehearse",
     "run",
     "run_recipe",
     "teach",

@@ -110,6 +110,8 @@ def _check_out_dir(out: Path, recipe: Recipe | None = None) -> None:
                     "inputs. Choose an --out outside it, e.g. "
                     f"{folder.resolve().parent / (recipe.name + '-run')}."
                 )
+    if out.is_file():
+        raise RecipeError(f"--out {out} is a file, not a folder; give a new folder (a recipe never overwrites).")
     if out.exists():
         raise RecipeError(f"output folder {out} already exists; choose another --out (a recipe never overwrites).")
     parent = next(p for p in out.absolute().parents if p.exists())

@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
+import dataclasses
 import logging
 import os
-import sys
 import tempfile
 import time
 import typing
@@ -19,15 +17,17 @@ from typing import Any
 
 import torch
 
-from sae_unlearn.atomic import FolderBusyError, atomic_directory, output_lock, read_json, write_json_atomic
+from sae_unlearn.atomic import atomic_directory, output_lock, read_json, write_json_atomic
 from sae_unlearn.evaluation.multiple_choice import MCQuestion, multiple_choice_accuracy
 from sae_unlearn.export import CARD_JSON, export_model
 from sae_unlearn.models.loading import HookedModel, hub_reachable, load_model
 from sae_unlearn.models.training import LMTrainConfig, train_causal_lm
 from sae_unlearn.pipeline import PipelineData, knowledge_metrics, sae_stage
-from sae_unlearn.recipes.data import _check_out_dir, _needs_hub, load_questions, load_texts
-from sae_unlearn.recipes.spec import _LAYER_KEY, TWIN_CONFIGS, Recipe, RecipeError, load_recipe, with_overrides
+from sae_unlearn.recipes.data import _check_out_dir, _needs_hub, _sample, load_questions, load_texts
+from sae_unlearn.recipes.measure import StageMeter
+from sae_unlearn.recipes.spec import _LAYER_KEY, TWIN_CONFIGS, Recipe, RecipeError, load_recipe
 from sae_unlearn.saes import load_saes
+from sae_unlearn.saes.pretrained import GEMMA_SCOPE_FILE
 from sae_unlearn.unlearning import UnlearningResult, default_params, get_method
 from sae_unlearn.unlearning.base import resolve_params
 from sae_unlearn.utils import check_forget_retain, run_environment
@@ -69,7 +69,7 @@ def check_recipe(recipe: Recipe, model: HookedModel, hooks: list[str] | None = N
 
     ``hooks`` defaults to the recipe's SAE hooks (a folder's are read from it)."""
     _check_architecture(recipe, str(getattr(model.hf_model.config, "model_type", "?")), model.n_layers, model.source)
-    hooks = hooks if hooks is not None else list(recipe.saes.ids) or list(load_saes(recipe.saes.folder))
+    hooks = hooks if hooks is not None else list(recipe.saes.ids) or list(load_sae_folder(recipe.saes.folder))
     try:
         model.validate_hooks(hooks)
         resolved = {}
@@ -131,44 +131,57 @@ def _only_writer(out: Path) -> Iterator[None]:
         yield
 
 
-def _run(recipe: Recipe, out: Path, progress: bool) -> dict:
+#: The stages of a run, in order; tokens are counted in those that run the model on text.
+STAGES = ("load", "teach", "eval_before", "sae_stage", "unlearning", "eval_after", "export")
+TOKEN_STAGES = ("teach", "eval_before", "sae_stage", "unlearning", "eval_after")
+
+
+def _run(recipe: Recipe, out: Path, progress: bool, rehearsal: dict | None = None) -> dict:
+    """Every stage of a run, in order, each measured (``report["stages"]``, see
+    :class:`~sae_unlearn.recipes.measure.StageMeter`); ``rehearsal`` is recorded as the report's
+    ``rehearsal`` (what a rehearsal cut and generated)."""
     t0 = time.perf_counter()
-    timing: dict[str, float] = {}
-    data, questions = _load_data(recipe)
-    model = load_model(
-        recipe.model.source,
-        device=recipe.model.device,
-        dtype=recipe.model.dtype,
-        device_map=recipe.model.device_map or None,
-    )
-    saes = _load_saes(recipe, str(model.device))
-    check_recipe(recipe, model, list(saes))
-    timing["load_s"] = time.perf_counter() - t0
+    meter = StageMeter(TOKEN_STAGES)
+    with meter("load"):
+        data, questions = _load_data(recipe)
+        model = load_model(
+            recipe.model.source,
+            device=recipe.model.device,
+            dtype=recipe.model.dtype,
+            device_map=recipe.model.device_map or None,
+        )
+        saes = _load_saes(recipe, str(model.device))
+        check_recipe(recipe, model, list(saes))
+    meter.vocab_size = _vocab_size(model)
     report: dict = {"recipe": recipe.to_dict(), "environment": run_environment(), "model": _describe(model)}
+    if rehearsal is not None:
+        report["rehearsal"] = rehearsal
     report["data"] = {"n_forget_texts": len(data.forget_texts), "n_retain_texts": len(data.retain_texts)}
+    report["data"] |= {f"n_{role}_questions": len(qs) for role, qs in questions.items()}
+    if data.split is not None:
+        report["data"] |= {"n_forget_facts": len(data.split.forget), "n_retain_facts": len(data.split.retain)}
+    report["saes"] = {h: {"d_in": int(s.cfg.d_in), "d_sae": int(s.cfg.d_sae)} for h, s in saes.items()}
     if recipe.teach is not None:
-        t = time.perf_counter()
-        report["teach"] = {"epoch_losses": teach(model, data.forget_texts + data.retain_texts, recipe.teach, progress)}
-        timing["teach_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    report["before"] = _metrics(model, recipe, data, questions)
-    timing["eval_before_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+        with meter("teach"):
+            losses = teach(model, data.forget_texts + data.retain_texts, recipe.teach, progress)
+        report["teach"] = {"epoch_losses": losses}
+    with meter("eval_before"):
+        report["before"] = _metrics(model, recipe, data, questions)
     sel = recipe.selection
-    stage = sae_stage(
-        model,
-        data,
-        None,
-        n_latents=sel.n_latents,
-        scorer=sel.scorer,
-        batch_size=sel.batch_size,
-        progress=progress,
-        layer_rule=sel.layer_rule,
-        saes=saes,
-        streaming=sel.streaming,
-        max_length=sel.max_length,
-    )
-    timing["sae_stage_s"] = time.perf_counter() - t
+    with meter("sae_stage"):
+        stage = sae_stage(
+            model,
+            data,
+            None,
+            n_latents=sel.n_latents,
+            scorer=sel.scorer,
+            batch_size=sel.batch_size,
+            progress=progress,
+            layer_rule=sel.layer_rule,
+            saes=saes,
+            streaming=sel.streaming,
+            max_length=sel.max_length,
+        )
     report["sae"] = {h: s.to_dict() for h, s in stage.fit.stats.items()}
     result = stage.selection
     report["selection"] = {
@@ -179,36 +192,44 @@ def _run(recipe: Recipe, out: Path, progress: bool) -> dict:
         "irrelevant": [int(i) for i in result.latents.irrelevant],
     }
     report["subspace"] = stage.subspaces.diagnostics()
-    t = time.perf_counter()
-    settings = {**recipe.settings(), "hook": result.hook}
-    method = get_method(recipe.method).from_stage(stage, settings)
-    res = method.apply(model, data.forget_texts, data.retain_texts, progress=progress)
-    timing["unlearning_s"] = time.perf_counter() - t
+    with meter("unlearning"):
+        settings = {**recipe.settings(), "hook": result.hook}
+        method = get_method(recipe.method).from_stage(stage, settings)
+        res = method.apply(model, data.forget_texts, data.retain_texts, progress=progress)
     report["unlearning"] = {
         "settings": res.config,
         "params": res.params,
         "steering_coef": res.steering_coef,
         "stopped_early": res.stopped_early,
         "mean_step_seconds": res.mean_step_seconds,
+        "steps_run": len(res.history),
         "final_losses": res.history[-1] if res.history else {},
         **{k: v for k, v in res.extra.items() if not isinstance(v, dict)},
     }
-    t = time.perf_counter()
-    report["after"] = _metrics(model, recipe, data, questions)
-    timing["eval_after_s"] = time.perf_counter() - t
+    with meter("eval_after"):
+        report["after"] = _metrics(model, recipe, data, questions)
     if torch.cuda.is_available():
         report["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
     report["expected"] = recipe.expected.to_dict()
     with atomic_directory(out) as tmp:  # the folder appears only complete
-        t = time.perf_counter()
-        report["export"] = _export(model, tmp, out, recipe, report, res)
-        timing["export_s"] = time.perf_counter() - t
-        timing["total_s"] = time.perf_counter() - t0
-        report["timing"] = timing
+        with meter("export"):
+            report["export"] = _export(model, tmp, out, recipe, report, res)
+        report["stages"] = meter.stages
+        if rehearsal is not None:  # where a rehearsal's reader looks: rehearsal.stages.<stage>.seconds
+            report["rehearsal"]["stages"] = meter.stages
+        report["timing"] = {f"{k}_s": v["seconds"] for k, v in meter.stages.items()}
+        report["timing"]["total_s"] = time.perf_counter() - t0
+        peak = max(v["peak_rss_mb"] for v in meter.stages.values())
+        report["peak_rss_mb"] = peak
+        report["peak_rss_over_model_bytes"] = round(peak * 2**20 / report["model"]["bytes"], 3)
         write_json_atomic(tmp / "report.json", report)
         write_json_atomic(tmp / "recipe.json", recipe.to_dict())
-    logger.info("recipe %s done in %.0fs: %s", recipe.name, timing["total_s"], out)
+    logger.info("recipe %s done in %.0fs: %s", recipe.name, report["timing"]["total_s"], out)
     return report
+
+
+def _vocab_size(model: HookedModel) -> int:
+    return int(model.hf_model.config.get_text_config().vocab_size)
 
 
 def _export(model: HookedModel, tmp: Path, out: Path, recipe: Recipe, report: dict, res: UnlearningResult) -> dict:
@@ -266,8 +287,11 @@ def _load_data(recipe: Recipe) -> tuple[PipelineData, dict[str, list[MCQuestion]
     if recipe.data.corpus == "secrets":
         from sae_unlearn.data.secrets import SecretsCorpus
 
-        corpus = SecretsCorpus()
-        data = PipelineData(recipe.name, corpus.split(), corpus.forget_texts(), corpus.retain_texts())
+        corpus, n, seed = SecretsCorpus(), recipe.data.max_texts, recipe.seed
+        split = corpus.split()
+        split = dataclasses.replace(split, forget=_sample(split.forget, n, seed), retain=_sample(split.retain, n, seed))
+        forget, retain = _sample(corpus.forget_texts(), n, seed), _sample(corpus.retain_texts(), n, seed)
+        data = PipelineData(recipe.name, split, forget, retain)
     else:
         assert recipe.data.forget is not None and recipe.data.retain is not None  # checked by DataSpec
         forget, retain = load_texts(recipe.data.forget, recipe.seed), load_texts(recipe.data.retain, recipe.seed)
@@ -290,7 +314,7 @@ def _load_data(recipe: Recipe) -> tuple[PipelineData, dict[str, list[MCQuestion]
 
 def _load_saes(recipe: Recipe, device: str) -> dict:
     if recipe.saes.folder:
-        return load_saes(recipe.saes.folder, device=device)
+        return load_sae_folder(recipe.saes.folder, device)
     saes = {}
     for hook, source in recipe.saes.sources.items():
         loaded = load_saes(source, hook=hook, device=device)
@@ -298,6 +322,26 @@ def _load_saes(recipe: Recipe, device: str) -> dict:
         if own != hook:
             raise RecipeError(f"{source} is an SAE of {own!r}, not {hook!r}; fix [saes.ids].")
         saes[hook] = loaded[own]
+    return saes
+
+
+def load_sae_folder(folder: str | os.PathLike, device: str = "cpu") -> dict:
+    """``{hook: SAE}`` from a folder :func:`~sae_unlearn.saes.load_saes` reads, or from a local copy
+    of a Gemma Scope repository: every ``params.npz`` under it, each hook read from its folder's
+    ``layer_{L}`` (``layer_3/width_16k/average_l0_53/params.npz``, as the hub stores them)."""
+    path = Path(folder).expanduser()
+    try:
+        return load_saes(path, device=device)
+    except FileNotFoundError:
+        found = sorted(p.parent for p in path.rglob(GEMMA_SCOPE_FILE)) if path.is_dir() else []
+        if not found:
+            raise
+    saes: dict = {}
+    for sub in found:
+        for hook, sae in load_saes(sub, device=device).items():
+            if hook in saes:
+                raise RecipeError(f"two Gemma Scope SAEs under {path} are for {hook!r}; keep one per layer.")
+            saes[hook] = sae
     return saes
 
 
@@ -334,41 +378,8 @@ def _describe(model: HookedModel) -> dict:
         "n_layers": model.n_layers,
         "d_model": model.d_model,
         "n_params": sum(p.numel() for p in model.hf_model.parameters()),
+        "bytes": sum(p.numel() * p.element_size() for p in model.hf_model.parameters()),
+        "dtype": str(next(model.hf_model.parameters()).dtype).removeprefix("torch."),
+        "vocab_size": _vocab_size(model),
         "device": str(model.device),
     }
-
-
-# -------------------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe file (the ready ones: recipes/*.toml)")
-    parser.add_argument("--out", help="output folder, must not exist (default: the recipe's out)")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="only check: the recipe, output folder, local data, and its hooks and parameter names on a tiny "
-        "random model of its architecture (offline); writes nothing",
-    )
-    parser.add_argument("--model", help="a local copy of the model (or another hub id) instead of the recipe's")
-    parser.add_argument("--saes", help="a folder of SAEs instead of the recipe's registry ids")
-    parser.add_argument("--device", help="auto, cpu or cuda (default: the recipe's)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-
-
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
-    """Run (or ``--check``) a recipe from the command line; a bad recipe fails before any work."""
-    try:
-        recipe = with_overrides(load_recipe(args.recipe), args.model, args.saes, args.device)
-        if not args.check:
-            print(f"recipe {recipe.name!r}: writing {recipe.out_dir(args.out)}", file=sys.stderr)
-        result = run_recipe(recipe, args.out, dry_run=args.check, progress=args.progress)
-    except (RecipeError, FileNotFoundError, FileExistsError, ConnectionError, FolderBusyError) as e:
-        if parser is not None:
-            parser.error(str(e))
-        print(f"error: {e}")
-        return 2
-    if args.check:
-        print(json.dumps(result, indent=2))
-        print(f"recipe {recipe.name!r} is ready to run ({result['checked_on']}).")
-    else:
-        print(json.dumps({k: result[k] for k in ("before", "after", "selection", "timing", "export")}, indent=2))
-    return 0

@@ -235,9 +235,16 @@ class DataSpec(DictConfig):
     """What to unlearn (e.g. the WMDP cyber forget corpus)."""
     retain: TextSource | None = None
     """What to keep (e.g. WikiText)."""
+    max_texts: int = 0
+    """With ``corpus``: keep a seeded sample of this many forget texts, retain texts, forget facts and
+    retain facts each (0: all). Sources set their own ``max_texts``."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.max_texts < 0:
+            raise ValueError(f"max_texts={self.max_texts} must be >= 0 (0: all).")
+        if self.max_texts and not self.corpus:
+            raise ValueError("max_texts applies to corpus; set max_texts in [data.forget] and [data.retain].")
         if bool(self.corpus) == (self.forget is not None or self.retain is not None):
             raise ValueError("give corpus = 'secrets', or [data.forget] and [data.retain], not both or neither.")
         if not self.corpus and (self.forget is None or self.retain is None):
@@ -442,10 +449,28 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
 
 def with_overrides(
-    recipe: Recipe, model: str | None = None, saes: str | None = None, device: str | None = None
+    recipe: Recipe,
+    model: str | None = None,
+    saes: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> Recipe:
-    """The recipe with another model source (e.g. a local copy), SAE folder or device."""
+    """The recipe with another model source (e.g. a local copy), SAE folder, device or dtype."""
     spec = recipe.model
-    if model or device:
-        spec = dataclasses.replace(spec, source=model or spec.source, device=device or spec.device)
+    allowed = typing.get_args(typing.get_type_hints(ModelSpec)["dtype"])
+    if dtype is not None and dtype not in allowed:
+        raise RecipeError(f"--dtype {dtype!r}; choose one of {allowed}.")
+    if model or device or dtype:
+        # rebuilt, not replaced, so that ModelSpec checks the new values as it checks a recipe file's
+        try:
+            spec = ModelSpec(
+                **{
+                    **dataclasses.asdict(spec),
+                    "source": model or spec.source,
+                    "device": device or spec.device,
+                    "dtype": dtype or spec.dtype,
+                }
+            )
+        except (TypeError, ValueError) as e:
+            raise RecipeError(f"recipe {recipe.name!r}: {e}") from None
     return dataclasses.replace(recipe, model=spec, saes=SAESpec(folder=saes) if saes else recipe.saes)

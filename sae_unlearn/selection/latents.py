@@ -43,6 +43,18 @@ class LatentStats:
     n_retain: int
 
 
+class NoForgetLatentsError(ValueError):
+    """An SAE has no forget-specific latent: none fires on the forget data, or none is more active
+    on forget than on retain data. :func:`select_latents` raises it; a selection over several hooks
+    scores such a hook as non-discriminating instead (:mod:`sae_unlearn.selection.layers`)."""
+
+    def __init__(self, message: str, hook: str, reason: str):
+        super().__init__(message)
+        self.hook = hook
+        self.reason = reason
+        """Why, in a few words (``"no latent fires on the forget data"`` ...)."""
+
+
 @dataclass
 class LatentSums:
     """Running per-latent sums on one side (forget or retain): token count, firing count, sum and
@@ -68,6 +80,19 @@ class LatentSums:
         self.fired += (a > 0).sum(0, dtype=torch.float64)
         self.total += a.sum(0)
         self.squares += a.pow(2).sum(0)
+
+    def add_codes(self, n_tokens: int, latent: Int[Tensor, " nnz"], value: Float[Tensor, " nnz"]) -> None:
+        """Fold in one batch given sparsely: ``n_tokens`` tokens whose non-zero activations are
+        ``value`` at latent ``latent`` (the other activations are 0). Same sums as :meth:`add` on the
+        dense rows, up to float64 summation order."""
+        if latent.shape != value.shape:
+            raise ValueError(f"latent indices and values differ in shape (nnz {latent.shape[0]} vs {value.shape[0]}).")
+        d_sae = self.total.shape[0]
+        idx, v = latent.detach().to("cpu", torch.long), value.detach().to("cpu", torch.float64)
+        self.n += int(n_tokens)
+        self.fired += torch.bincount(idx[v > 0], minlength=d_sae).double()
+        self.total += torch.bincount(idx, weights=v, minlength=d_sae)
+        self.squares += torch.bincount(idx, weights=v * v, minlength=d_sae)
 
 
 def stats_from_sums(forget: LatentSums, retain: LatentSums) -> LatentStats:
@@ -156,6 +181,14 @@ class LatentSelection:
             "irrelevant": rows(self.irrelevant),
         }
 
+    @classmethod
+    def empty(cls, stats: LatentStats, scorer: Scorer, hook: str = "") -> LatentSelection:
+        """No latents on either side: the selection of an SAE with no forget-specific latent
+        (:class:`NoForgetLatentsError`), kept so that every scored hook has a selection."""
+        scores = score_latents(stats, scorer)
+        none = torch.zeros(0, dtype=torch.long)
+        return cls(hook, scorer, none, torch.zeros(0), none.clone(), torch.zeros(0), scores.float(), stats)
+
     def firing_contrast(self) -> dict[str, float]:
         """Mean firing frequency of the relevant latents on forget vs retain tokens, and their ratio."""
         f = float(self.stats.freq_forget[self.relevant].mean())
@@ -176,7 +209,8 @@ def select_latents(
 
     Relevant latents must fire on forget data and score above 0 (more active on forget than on
     retain data); when fewer than ``n_latents`` qualify, only those are returned and a
-    ``UserWarning`` says so (a latent that is not forget-specific must not steer unlearning).
+    ``UserWarning`` says so (a latent that is not forget-specific must not steer unlearning). When
+    none qualifies, :class:`NoForgetLatentsError` (a ``ValueError``) is raised.
 
     Args:
         stats: from :func:`latent_stats`.
@@ -200,12 +234,18 @@ def select_latents(
     fires_forget = stats.freq_forget > 0
     alive = fires_forget | (stats.freq_retain > 0)
     if not fires_forget.any():
-        raise ValueError(f"no latent of {hook or 'the SAE'} fires on the forget data; check the SAE and the data.")
+        raise NoForgetLatentsError(
+            f"no latent of {hook or 'the SAE'} fires on the forget data; check the SAE and the data.",
+            hook,
+            "no latent fires on the forget data",
+        )
     specific = fires_forget & (scores > 0)
     if not specific.any():
-        raise ValueError(
+        raise NoForgetLatentsError(
             f"no latent of {hook or 'the SAE'} is more active on forget than on retain data (scorer {scorer}); "
-            "check the forget/retain split and the SAE."
+            "check the forget/retain split and the SAE.",
+            hook,
+            f"no latent is more active on forget than on retain data (scorer {scorer})",
         )
     neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype)
     rel_scores = torch.where(specific, scores, neg_inf)

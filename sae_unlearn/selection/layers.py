@@ -20,6 +20,12 @@ against 0.95-0.96 elsewhere): steered there, with one matrix to edit, neither me
 (forget accuracy 0.50-0.67 against the oracle's 0.12), while at layers 2 and 3 both forget to
 0.00-0.08. Gemma-2's layers 2 and 3 tie; at layer 2 (its sandwich norms cap what each block
 writes) both methods stay at 0.38 against the oracle's 0.04, at layer 3 they reach 0.08.
+
+A hook whose SAE has no forget-specific latent (none fires on the forget data, or none is more
+active there than on retain data; an SAE that does not fit the model, or a layer that does not
+tell these texts apart) has no evidence to give: it scores 0.5 (chance), is left out of the
+choice, and is listed with the reason in :attr:`SelectionResult.skipped` (a ``UserWarning`` names
+it). Only when no candidate hook is left does the selection fail, naming them all.
 """
 
 from __future__ import annotations
@@ -38,7 +44,14 @@ from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import SAEStats, encode_batched
-from sae_unlearn.selection.latents import LatentSelection, LatentSums, Scorer, select_latents, stats_from_sums
+from sae_unlearn.selection.latents import (
+    LatentSelection,
+    LatentSums,
+    NoForgetLatentsError,
+    Scorer,
+    select_latents,
+    stats_from_sums,
+)
 from sae_unlearn.utils import renamed_keyword
 
 LayerRule = Literal["deepest_tied", "best"]
@@ -160,6 +173,10 @@ class SelectionResult:
     """Each SAE's reconstruction statistics on the selection text, gathered on the way by the
     streaming path (:func:`~sae_unlearn.selection.streaming.select_layer_and_latents_streaming`);
     empty on the stored path, whose caller has the activations."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Hooks left out of the layer choice, each with the reason: their SAE has no forget-specific
+    latent (:class:`~sae_unlearn.selection.latents.NoForgetLatentsError`). Such a hook scores 0.5
+    with the interval ``(0.5, 0.5)``, and its selection in :attr:`selections` is empty."""
 
     @property
     def latents(self) -> LatentSelection:
@@ -235,16 +252,57 @@ def select_layer_and_latents(
             z = encode_batched(sae, chunk[hook])
             sums[hook][0].add(z[is_forget])
             sums[hook][1].add(z[~is_forget])
-    selections: dict[str, LatentSelection] = {
-        h: select_latents(stats_from_sums(*sums[h]), n_latents, scorer=scorer, threshold=threshold, hook=h)
-        for h in saes
-    }
-    token_evidence = {h: torch.empty(store.n_tokens) for h in saes}
-    for rows, chunk in _chunks(store, list(saes)):
-        for hook, sae in saes.items():
-            token_evidence[hook][rows] = encode_batched(sae, chunk[hook])[:, selections[hook].relevant].sum(-1).float()
-    evidence = {h: _text_evidence(token_evidence[h], seq, forget_mask) for h in saes}  # (forget, retain) texts
-    return result_from_evidence(evidence, selections, layer_rule, candidates)
+    selections, skipped = select_per_hook(sums, n_latents, scorer, threshold, candidates)
+    scored = [h for h in saes if h not in skipped]
+    token_evidence = {h: torch.empty(store.n_tokens) for h in scored}
+    for rows, chunk in _chunks(store, scored):
+        for hook in scored:
+            z = encode_batched(saes[hook], chunk[hook])
+            token_evidence[hook][rows] = z[:, selections[hook].relevant].sum(-1).float()
+    evidence = {h: _text_evidence(token_evidence[h], seq, forget_mask) for h in scored}  # (forget, retain) texts
+    return result_from_evidence(evidence, selections, layer_rule, candidates, skipped=skipped)
+
+
+def select_per_hook(
+    sums: Mapping[str, tuple[LatentSums, LatentSums]],
+    n_latents: int,
+    scorer: Scorer,
+    threshold: float | None,
+    candidates: Collection[str] | None = None,
+) -> tuple[dict[str, LatentSelection], dict[str, str]]:
+    """Each hook's latent selection from its (forget, retain) sums, and the hooks skipped with why.
+
+    A hook whose SAE has no forget-specific latent (:class:`NoForgetLatentsError`) gets an empty
+    selection, a ``UserWarning`` naming it, and an entry in the skipped ``{hook: reason}``. When
+    every candidate hook (default: every hook) is skipped, nothing can be chosen: ``ValueError``
+    naming them all. Any other error of :func:`select_latents` (a threshold no latent reaches) is
+    raised as it is.
+    """
+    selections: dict[str, LatentSelection] = {}
+    skipped: dict[str, str] = {}
+    for h, (forget, retain) in sums.items():
+        stats = stats_from_sums(forget, retain)
+        try:
+            selections[h] = select_latents(stats, n_latents, scorer=scorer, threshold=threshold, hook=h)
+        except NoForgetLatentsError as e:
+            selections[h] = LatentSelection.empty(stats, scorer, h)
+            skipped[h] = e.reason
+    pool = list(sums) if candidates is None else [h for h in sums if h in set(candidates)]
+    if pool and all(h in skipped for h in pool):
+        listed = "; ".join(f"{h}: {skipped[h]}" for h in pool)
+        raise ValueError(
+            f"no {'candidate ' if candidates is not None else ''}hook has a forget-specific SAE latent, so no layer "
+            f"can be chosen ({listed}). Check that the SAEs were trained on this model at these hooks (their "
+            "reconstruction statistics) and that the forget texts differ in content from the retain texts."
+        )
+    for h, reason in skipped.items():
+        warnings.warn(
+            f"{h} is left out of the layer choice (scored 0.5): {reason}. Its SAE may not fit the model there, "
+            "or the layer does not tell forget from retain text apart.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return selections, skipped
 
 
 def result_from_evidence(
@@ -253,12 +311,21 @@ def result_from_evidence(
     layer_rule: LayerRule = "deepest_tied",
     candidates: Collection[str] | None = None,
     sae_stats: dict[str, SAEStats] | None = None,
+    skipped: Mapping[str, str] | None = None,
 ) -> SelectionResult:
     """Score each hook (AUROC of its forget vs retain text evidence, with a bootstrap interval),
-    choose the layer (:func:`choose_layer`) and assemble the result (both selection paths end here)."""
-    scores = {h: auroc(*evidence[h]) for h in evidence}
-    intervals = {h: auroc_interval(*evidence[h]) for h in evidence}
-    chosen = choose_layer(scores, intervals, layer_rule, candidates)
+    choose the layer (:func:`choose_layer`) and assemble the result (both selection paths end here).
+
+    ``skipped`` (``{hook: reason}``, from :func:`select_per_hook`) hooks need no evidence: they score
+    0.5 with the interval ``(0.5, 0.5)`` and are not chosen."""
+    skipped = dict(skipped or {})
+    order = list(selections) + [h for h in evidence if h not in selections]
+    scores = {h: 0.5 if h in skipped else auroc(*evidence[h]) for h in order}
+    intervals = {h: (0.5, 0.5) if h in skipped else auroc_interval(*evidence[h]) for h in order}
+    pool = [h for h in (scores if candidates is None else candidates) if h not in skipped]
+    if not pool:
+        raise ValueError(f"every candidate hook was skipped, none can be chosen: {skipped}.")
+    chosen = choose_layer(scores, intervals, layer_rule, pool)
     return SelectionResult(
         hook=chosen,
         layer=hook_layer(chosen),
@@ -266,6 +333,7 @@ def result_from_evidence(
         selections=selections,
         layer_score_intervals=intervals,
         sae_stats=sae_stats or {},
+        skipped=skipped,
     )
 
 

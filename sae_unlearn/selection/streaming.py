@@ -2,29 +2,39 @@
 without storing activations, for models where a stored capture would not fit.
 
 At gemma-2-2b's shape one token's residual stream at every layer is 26 x 2304 x 2 bytes
-(~120 KB), so a 10M-token forget/retain corpus would need ~1.2 TB on the stored path. Here each
-batch of texts is run through the model (stopping at the deepest SAE's hook), encoded by every
-SAE, folded into running sums and dropped:
+(~120 KB), so a 10M-token forget/retain corpus would need ~1.2 TB on the stored path. Here the
+text is run through the model once, batch by batch (stopping at the deepest SAE's hook); each
+batch is encoded by every SAE, and of its codes only the non-zero ones are kept:
 
-- **pass 1** accumulates, per SAE and per side (forget/retain), each latent's firing count, sum
-  and sum of squares (float64), which is everything :func:`~sae_unlearn.selection.latent_stats`
-  computes, plus each SAE's reconstruction sums (L0, explained variance, dead latents, MSE).
-  The relevant and irrelevant latents are then chosen exactly as on the stored path.
-- **pass 2** needs those latents: a text's forget evidence is the largest, over its tokens, of
-  the summed activation of the layer's relevant latents (see :mod:`sae_unlearn.selection.layers`),
-  and a maximum of a sum cannot be assembled from per-latent totals. So the text is run a second
-  time and only one number per text and SAE is kept. The AUROC, its bootstrap interval and the
-  layer choice are then the stored path's, on the same per-text evidence.
+- they are folded into running sums, per SAE and per side (forget/retain): each latent's firing
+  count, sum and sum of squares (float64), which is everything
+  :func:`~sae_unlearn.selection.latent_stats` computes, plus each SAE's reconstruction sums (L0,
+  explained variance, dead latents, MSE);
+- they are appended to a temporary file per SAE (:class:`~sae_unlearn.selection.codes.CodeSpill`):
+  a text's forget evidence is the largest, over its tokens, of the summed activation of the
+  layer's relevant latents (see :mod:`sae_unlearn.selection.layers`), which are chosen only once
+  every token is summed, and a maximum of a sum cannot be rebuilt from per-latent totals.
 
-Memory: one batch of activations and codes, ``O(d_sae)`` sums per SAE and ``O(n_texts)``
-evidence values per SAE; nothing grows with the number of tokens. Time: two forward passes
-(each stopping at the deepest hook) and two encodings per SAE. ``benchmarks/selection_memory.py``
-measures both against a bare forward pass and against the stored path.
+After the pass the relevant and irrelevant latents are chosen exactly as on the stored path, and
+each file is read back once to give one evidence value per text and SAE, bit for bit what the
+dense codes give. The AUROC, its bootstrap interval and the layer choice are then the stored
+path's on the same per-text evidence (a hook with no forget-specific latent is skipped as there).
+
+Memory: one batch of activations and codes, ``O(d_sae)`` sums per SAE and ``O(n_texts)`` evidence
+values; nothing in memory grows with the number of tokens. Disk: per token and SAE, 8 bytes plus
+``L0 x (2 + 4)`` bytes (int16 index, float32 value; 8 bytes a code above 32768 latents): about 0.4
+KB at L0 = 64, 20 GB for 10M tokens at five SAEs, in ``spill_dir`` (default the system's temporary
+folder), removed when the selection returns or fails. Time: one forward pass to the deepest hook,
+one encoding of every token by every SAE, the sparse fold and a sequential write and read of the
+spill (and, by default, one decode per SAE for the reconstruction statistics).
+``benchmarks/selection_memory.py`` measures it against that floor and against the stored path.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 
 import torch
 from jaxtyping import Float
@@ -35,8 +45,9 @@ from sae_unlearn.capture.capture import iter_activations
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import ReconstructionSums
-from sae_unlearn.selection.latents import LatentSelection, LatentSums, Scorer, select_latents, stats_from_sums
-from sae_unlearn.selection.layers import LayerRule, SelectionResult, result_from_evidence
+from sae_unlearn.selection.codes import CodeSpill
+from sae_unlearn.selection.latents import LatentSums, Scorer
+from sae_unlearn.selection.layers import LayerRule, SelectionResult, result_from_evidence, select_per_hook
 from sae_unlearn.utils import as_text_list, check_forget_retain
 
 
@@ -63,13 +74,14 @@ def select_layer_and_latents_streaming(
     max_length: int | None = None,
     progress: bool = True,
     reconstruction: bool = True,
+    spill_dir: str | Path | None = None,
 ) -> SelectionResult:
-    """:func:`~sae_unlearn.selection.select_layer_and_latents` in two streaming passes over the text.
+    """:func:`~sae_unlearn.selection.select_layer_and_latents` in one streaming pass over the text.
 
     Same scores, latents, intervals and layer rule as the stored path on the same texts (up to
-    float summation order), with memory that does not grow with the number of tokens (see the
-    module docstring). The SAEs' reconstruction statistics on these texts come back in
-    :attr:`SelectionResult.sae_stats`.
+    float summation order), with host memory that does not grow with the number of tokens; the
+    SAEs' sparse codes go to a temporary file (see the module docstring). The SAEs'
+    reconstruction statistics on these texts come back in :attr:`SelectionResult.sae_stats`.
 
     Args:
         model: the hooked model; activations are taken at the SAEs' hooks.
@@ -78,9 +90,11 @@ def select_layer_and_latents_streaming(
         forget_texts, retain_texts: lists of texts, non-empty and disjoint.
         n_latents, scorer, threshold, model_name, layer_rule, candidates: as for the stored path.
         batch_size: texts per forward pass; max_length: truncate texts to this many tokens.
-        progress: show a bar for each pass.
+        progress: show a progress bar.
         reconstruction: also gather the SAEs' reconstruction statistics (one decode per batch
             and SAE); ``False`` leaves :attr:`SelectionResult.sae_stats` empty.
+        spill_dir: folder for the temporary code files (default: the system's temporary folder);
+            they need about ``8 + 6 x L0`` bytes per token and SAE and are removed on return.
     """
     forget_texts, retain_texts = as_text_list(forget_texts, "forget_texts"), as_text_list(retain_texts, "retain_texts")
     check_forget_retain(forget_texts, retain_texts)
@@ -94,41 +108,50 @@ def select_layer_and_latents_streaming(
     width = {h: int(saes[h].cfg.d_sae) for h in hooks}
     if isinstance(n_latents, bool) or not isinstance(n_latents, int) or n_latents < 1:
         raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
+    if spill_dir is not None and not Path(spill_dir).is_dir():
+        raise FileNotFoundError(f"spill_dir={str(spill_dir)!r} is not a folder; create it or pass None.")
     sides = {h: (LatentSums.zeros(width[h]), LatentSums.zeros(width[h])) for h in hooks}
     recon: dict[str, ReconstructionSums] = {}
+    spills: dict[str, CodeSpill] = {}
+    tokens_per_text = torch.zeros(len(texts), dtype=torch.long)
 
-    # pass 1: per-latent sums on both sides, reconstruction sums
-    for batch in iter_activations(
-        model, texts, hooks, batch_size, max_length=max_length, progress=progress, desc="selection pass 1/2"
-    ):
-        is_forget = batch.seq_index < n_forget
-        for h in hooks:
-            sae, x = saes[h], batch.activations[h]
-            if h not in recon:  # first batch: refuse a wrong SAE before the remaining batches run
-                check_sae_matches(sae, h, int(x.shape[-1]), model_name)
-                recon[h] = ReconstructionSums(int(x.shape[-1]), width[h])
-            z, xs = _encode(sae, x)
-            if reconstruction:
-                recon[h].add(xs, z, sae.decode(z))
-            z = z.cpu()
-            sides[h][0].add(z[is_forget])
-            sides[h][1].add(z[~is_forget])
-    selections: dict[str, LatentSelection] = {
-        h: select_latents(stats_from_sums(*sides[h]), n_latents, scorer=scorer, threshold=threshold, hook=h)
-        for h in hooks
-    }
-
-    # pass 2: one evidence value per text and SAE (max over the text's tokens of the relevant latents' sum)
-    evidence = {h: torch.full((len(texts),), float("-inf")) for h in hooks}
-    for batch in iter_activations(
-        model, texts, hooks, batch_size, max_length=max_length, progress=progress, desc="selection pass 2/2"
-    ):
-        for h in hooks:
-            z, _ = _encode(saes[h], batch.activations[h])
-            token_ev = z[:, selections[h].relevant.to(z.device)].sum(-1).float().cpu()
-            evidence[h] = evidence[h].scatter_reduce(0, batch.seq_index, token_ev, reduce="amax")
-    present = torch.isfinite(evidence[hooks[0]])  # texts with at least one token after BOS
+    with tempfile.TemporaryDirectory(prefix="sae-unlearn-selection-", dir=spill_dir) as tmp:
+        try:
+            # the one pass: per-latent sums on both sides, reconstruction sums, sparse codes to disk
+            for batch in iter_activations(
+                model, texts, hooks, batch_size, max_length=max_length, progress=progress, desc="selection"
+            ):
+                tokens_per_text += torch.bincount(batch.seq_index, minlength=len(texts))
+                is_forget = batch.seq_index < n_forget
+                n_f = int(is_forget.sum())
+                for i, h in enumerate(hooks):
+                    sae, x = saes[h], batch.activations[h]
+                    if h not in recon:  # first batch: refuse a wrong SAE before the remaining batches run
+                        check_sae_matches(sae, h, int(x.shape[-1]), model_name)
+                        recon[h] = ReconstructionSums(int(x.shape[-1]), width[h])
+                    z, xs = _encode(sae, x)
+                    if reconstruction:
+                        recon[h].add(xs, z, sae.decode(z))
+                    row, latent = z.nonzero(as_tuple=True)
+                    value = z[row, latent].cpu()
+                    row, latent = row.cpu(), latent.cpu()
+                    if h not in spills:
+                        spills[h] = CodeSpill(Path(tmp) / f"codes-{i}.bin", width[h], z.dtype)
+                    spills[h].add(batch.seq_index, row, latent, value)
+                    f = is_forget[row]
+                    sides[h][0].add_codes(n_f, latent[f], value[f])
+                    sides[h][1].add_codes(batch.n_tokens - n_f, latent[~f], value[~f])
+                    del z, xs
+            selections, skipped = select_per_hook(sides, n_latents, scorer, threshold, candidates)
+            # each text's evidence per SAE: max over its tokens of the relevant latents' sum, from the spill
+            evidence = {
+                h: spills[h].text_evidence(selections[h].relevant, len(texts)) for h in hooks if h not in skipped
+            }
+        finally:
+            for spill in spills.values():
+                spill.finish()
+    present = tokens_per_text > 0  # texts with at least one token after BOS
     is_forget_text = torch.arange(len(texts)) < n_forget
-    pairs = {h: (evidence[h][present & is_forget_text], evidence[h][present & ~is_forget_text]) for h in hooks}
+    pairs = {h: (ev[present & is_forget_text], ev[present & ~is_forget_text]) for h, ev in evidence.items()}
     stats = {h: r.stats() for h, r in recon.items()} if reconstruction else None
-    return result_from_evidence(pairs, selections, layer_rule, candidates, stats)
+    return result_from_evidence(pairs, selections, layer_rule, candidates, stats, skipped)

@@ -136,6 +136,15 @@ class SSPULayers(ProjectedUpdates, GradientMethod):
         config: SSPULayersConfig = cls.from_settings(settings)  # type: ignore[assignment]
         selected = last_writer_layer(stage.selection.hook)
         hooks = layer_hooks(list(stage.fit.saes), selected, config.layers)
+        skipped = getattr(stage.selection, "skipped", {})
+        dead = {h: skipped[h] for h in hooks.values() if h in skipped}
+        if dead:
+            keep = [layer for layer, h in hooks.items() if h not in dead]
+            raise ValueError(
+                f"sspu_layers would steer at {sorted(dead)}, but the selection skipped them ({dead}): their SAEs "
+                f"have no forget-specific latent, so there is no subspace there. Pass layers={keep} (or fit SAEs "
+                "that fire on the forget text)."
+            )
         pairs = {}
         for h in hooks.values():
             sel = stage.selection.selections[h]

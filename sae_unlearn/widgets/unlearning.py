@@ -97,9 +97,9 @@ class UnlearningMonitor(widgets.VBox):
             raise ValueError(f"steps={self.steps.value} must be >= 1.")
         self.history, self.evals = [], []
         settings = settings_for(self.method.value, {**self.settings, "steps": int(self.steps.value)})
-        self.model, method = load_method(self.method.value, self.model_dir, self.stage, settings, self.device)
-        self._evaluate(0)
         try:
+            self.model, method = load_method(self.method.value, self.model_dir, self.stage, settings, self.device)
+            self._evaluate(0)
             self.result = method.apply(
                 self.model, self.forget_texts, self.retain_texts, progress=False, on_step=self._on_step
             )

@@ -70,9 +70,11 @@ def test_sspu_in_bfloat16_keeps_float32_master_weights_and_the_subspace(bf16_mod
 
     card = export_model(model, tmp_path / "bf16_export", {"method": "SSPU"})
     assert card["dtype"] == "bfloat16" and card["reload_weights_identical"]
+    # like with like: the reloaded folder through the bridge gives the in-memory model's logits exactly
+    assert card["max_logit_diff"] == 0.0
     # the bridge and plain transformers round differently in bfloat16: at most ~2 ulps of the largest logit
-    ids = model.tokenize(["Q: Where does the author live? A:"]).input_ids
-    assert card["max_logit_diff"] <= 2 * 2**-7 * float(model.logits(ids).abs().max())
+    ids = model.tokenize(["Q: Where does the author live? A:", "The secret passcode is"]).input_ids
+    assert card["plain_transformers_max_logit_diff"] <= 2 * 2**-7 * float(model.logits(ids).abs().max())
     files = list((tmp_path / "bf16_export").glob("*.safetensors"))
     with safe_open(files[0], framework="pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}  # saved in the model's dtype
@@ -123,3 +125,16 @@ def test_demo_pipeline_on_cuda_in_bfloat16(tmp_path):
         assert u[method]["forget_accuracy"] <= o["forget_accuracy"] + 0.1
         assert u[method]["retain_accuracy"] >= 0.95 * m["retain_accuracy"]
     assert report["export"]["reload_weights_identical"] and report["export"]["max_logit_diff"] <= 0.5
+
+
+def test_an_export_whose_reload_disagrees_is_not_written(secrets_model, tmp_path, monkeypatch):
+    """Each reload check has a tolerance that fits the dtype, and a check that fails stops the export."""
+    import sae_unlearn.export as exp
+
+    monkeypatch.setattr(exp, "same_path_tolerance", lambda dtype, ref: -1.0)  # nothing can pass
+    with pytest.raises(RuntimeError, match=r"loaded with load_model gives logits .* away.*not written"):
+        export_model(secrets_model, tmp_path / "export", {"method": "none"})
+    assert not (tmp_path / "export").exists()
+    ref = torch.tensor([19.0, -3.0])
+    assert exp.other_path_tolerance(torch.float32, ref) == 1e-4
+    assert exp.other_path_tolerance(torch.bfloat16, ref) == 4 * 2**-7 * 19.0

@@ -160,3 +160,86 @@ def test_latent_sums_folded_in_batches_equal_the_whole_statistics():
         sides[0].add(torch.zeros(3, 5))
     with pytest.raises(ValueError, match="need forget and retain activations; got 0 forget"):
         stats_from_sums(LatentSums.zeros(12), sides[1])
+
+
+def test_sparse_codes_fold_to_the_dense_sums():
+    from sae_unlearn.selection import LatentSums
+
+    g = torch.Generator().manual_seed(2)
+    z = torch.relu(torch.randn(60, 20, generator=g) - 1.0)
+    dense, sparse = LatentSums.zeros(20), LatentSums.zeros(20)
+    dense.add(z)
+    row, latent = z.nonzero(as_tuple=True)
+    sparse.add_codes(60, latent, z[row, latent])
+    assert sparse.n == 60
+    for name in ("fired", "total", "squares"):
+        torch.testing.assert_close(getattr(sparse, name), getattr(dense, name), rtol=1e-12, atol=1e-12)
+    with pytest.raises((ValueError, TypeCheckError), match="nnz"):  # ours names the shapes, the type checker nnz
+        sparse.add_codes(1, latent[:2], z[row, latent][:3])
+
+
+@pytest.mark.parametrize(("d_sae", "dtype"), [(50, torch.float32), (40_000, torch.bfloat16)])
+def test_the_code_spill_gives_the_dense_evidence_bit_for_bit(tmp_path, d_sae, dtype):
+    from sae_unlearn.selection.codes import CodeSpill
+
+    g = torch.Generator().manual_seed(3)
+    spill = CodeSpill(tmp_path / "codes.bin", d_sae, dtype)
+    relevant = torch.randperm(d_sae, generator=g)[:7]
+    want = torch.full((9,), float("-inf"))
+    # batches cut texts anywhere; text 4 has no token; a batch with no code at all
+    seqs = [torch.tensor([0, 0, 0, 1, 1]), torch.tensor([1, 2, 2, 3]), torch.tensor([5, 5]), torch.tensor([6, 7, 8, 8])]
+    for i, seq in enumerate(seqs):
+        z = torch.relu(torch.randn(len(seq), d_sae, generator=g) - 2.5).to(dtype)
+        if i == 2:
+            z.zero_()
+        row, latent = z.nonzero(as_tuple=True)
+        spill.add(seq, row, latent, z[row, latent])
+        want = want.scatter_reduce(0, seq, z[:, relevant].sum(-1).float(), reduce="amax")
+    got = spill.text_evidence(relevant, 9)
+    assert spill.nbytes == (tmp_path / "codes.bin").stat().st_size
+    assert torch.equal(got, want) and got[4] == float("-inf")
+    assert torch.equal(spill.text_evidence(relevant, 9), want)  # read back again: the same
+    with pytest.raises(RuntimeError, match="finished"):
+        spill.add(seqs[0], row, latent, z[row, latent])
+
+
+def _sums(forget: torch.Tensor, retain: torch.Tensor):
+    from sae_unlearn.selection import LatentSums
+
+    sides = LatentSums.zeros(forget.shape[1]), LatentSums.zeros(forget.shape[1])
+    sides[0].add(forget)
+    sides[1].add(retain)
+    return sides
+
+
+def test_a_hook_without_forget_latents_is_skipped_not_fatal():
+    from sae_unlearn.selection.layers import result_from_evidence, select_per_hook
+
+    f, r = planted()
+    live, dead, flat = "blocks.2.hook_resid_post", "blocks.3.hook_resid_post", "blocks.1.hook_resid_post"
+    sums = {flat: _sums(r, r), live: _sums(f, r), dead: _sums(torch.zeros_like(f), r)}
+    with pytest.warns(UserWarning) as record:
+        selections, skipped = select_per_hook(sums, 5, "squared_mean_ratio", None)
+    messages = [str(w.message) for w in record]
+    assert any(dead in m and "no latent fires on the forget data" in m for m in messages)
+    assert any(flat in m and "more active on forget than on retain" in m for m in messages)
+    assert set(skipped) == {dead, flat}
+    assert len(selections[live].relevant) == 5
+    assert len(selections[dead].relevant) == 0 and len(selections[dead].irrelevant) == 0
+    assert selections[dead].summary()["relevant"] == []
+    # the deepest hook scores chance and is left out, although deepest_tied would take it
+    ev = {live: (torch.tensor([0.2, 0.3]), torch.tensor([0.25, 0.1]))}
+    result = result_from_evidence(ev, selections, skipped=skipped)
+    assert result.hook == live and result.latents is selections[live]
+    assert result.layer_scores[dead] == 0.5 and result.layer_score_intervals[dead] == (0.5, 0.5)
+    assert list(result.layer_scores) == [flat, live, dead] and result.skipped == skipped
+    # every candidate without forget latents: one error naming them all
+    with pytest.raises(ValueError, match=f"no candidate hook.*{flat}.*{dead}"):
+        select_per_hook(sums, 5, "squared_mean_ratio", None, candidates=[flat, dead])
+    with pytest.raises(ValueError, match="no hook has a forget-specific SAE latent"):
+        select_per_hook({dead: sums[dead]}, 5, "squared_mean_ratio", None)
+    # a single SAE still raises, as the subclass of ValueError it always was
+    from sae_unlearn.selection import NoForgetLatentsError, latent_stats
+
+    with pytest.raises(NoForgetLatentsError, match=f"no latent of {dead} fires"):
+        select_latents(latent_stats(torch.zeros_like(f), r), hook=dead)
