@@ -88,7 +88,8 @@ def output_lock(path: str | Path, what: str = "run", folder: bool = True) -> Ite
     ``path`` is an output folder (``folder=True``) or a single file that a job rewrites (a settings
     file). The lock is ``.<name>.writer.lock`` beside it, held by the operating system: a killed
     holder releases it. A second process asking for the same path fails at once with
-    :class:`FolderBusyError` naming it and the fix, before it has written anything.
+    :class:`FolderBusyError` naming it and the fix, before it has written anything. A folder this
+    call created is removed again when the block fails while it is still empty.
     """
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,10 +101,16 @@ def output_lock(path: str | Path, what: str = "run", folder: bool = True) -> Ite
             f"{path} is being written by another process (another {what} holds {lock.lock_file}); "
             "wait for it to finish or choose another output path."
         ) from None
+    created = folder and not path.exists()
     try:
         if folder:
             path.mkdir(parents=True, exist_ok=True)
         yield path
+    except BaseException:
+        if created:  # a run refused or failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if still empty
+        raise
     finally:
         lock.release()
 
