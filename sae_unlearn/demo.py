@@ -27,7 +27,7 @@ from sae_unlearn.atomic import output_lock, write_json_atomic
 from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.export import export_model
 from sae_unlearn.models import HookedModel, load_model, zoo_model_path
-from sae_unlearn.models.zoo import ZOO, method_runs_on, why_method_cannot_run
+from sae_unlearn.models.zoo import ZOO, why_method_cannot_run
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_id, encode_batched, load_saes
 from sae_unlearn.saes.loading import check_sae_matches
@@ -126,7 +126,7 @@ class DemoConfig(DictConfig):
         for name in self.methods:
             shared = settings_for(name, self.unlearning_settings())  # weight-free methods take no steps
             get_method(name).from_settings({**shared, "hook": "blocks.0.hook_resid_post"})
-        cannot = [why_method_cannot_run(m, self.model) for m in self.methods if not method_runs_on(m, self.model)]
+        cannot = [why for m in self.methods if (why := why_method_cannot_run(m, self.model))]
         if cannot:
             raise ValueError(
                 f"model={self.model!r}: method " + "; method ".join(cannot) + ". Drop it or change --model."
