@@ -356,7 +356,7 @@ def _capture_report(stage, data) -> dict:
 
 def _selection_report(stage, model, config) -> dict:
     result = stage.selection
-    z = encode_batched(stage.fit.saes[result.hook], stage.store[result.hook])
+    z = encode_batched(stage.fit.saes[result.hook], stage.store[result.hook], hook=result.hook)
     summary = result.latents.summary()
     for row in summary["relevant"][:8] + summary["irrelevant"][:4]:
         row["top_contexts"] = [

@@ -20,7 +20,12 @@ model's dtype and checked like with like; a failed check raises and the folder i
   tolerance four units). This is why a bfloat16 export once showed identical weights with logits
   0.19 apart: it compared the bridge with plain transformers.
 
-Weights are saved in the model's dtype.
+Weights are saved in the model's dtype, in shards of at most :data:`SHARD_SIZE` written one after
+the other straight from the live tensors (no copy of the model is made). The reload check needs a
+second copy of the model; while it runs, the in-memory model's clean file pages are handed back
+to the kernel (:func:`~sae_unlearn.utils.page_out`: read again from their file when next used,
+values unchanged), so on a CPU the export's peak stays near one copy of the model (gemma-2-2b:
+benchmarks/README.md "Real size").
 
 A model unlearned by a weight-free method (SAE clamping, DSG: :mod:`sae_unlearn.interventions`)
 is exported as its unchanged base weights plus ``intervention/`` (the SAE and the rewrite). Such
@@ -57,12 +62,14 @@ from sae_unlearn import intervention_runtime as runtime
 from sae_unlearn.atomic import atomic_directory
 from sae_unlearn.interventions import INTERVENTION_DIR
 from sae_unlearn.models.loading import HookedModel, intervention_export_config, load_model
-from sae_unlearn.utils import hash_directory, hash_state_dict, run_environment
+from sae_unlearn.utils import hash_directory, hash_state_dict, page_out, run_environment
 
 logger = logging.getLogger(__name__)
 
 CARD_JSON = "unlearning_card.json"
 CARD_MD = "UNLEARNING_CARD.md"
+#: Largest weights file of an export: written one at a time, so a shard is the most the save adds in memory.
+SHARD_SIZE = "2GB"
 
 
 def intervention_runtimes() -> dict[str, str]:
@@ -222,14 +229,15 @@ def export_model(
     ref = model.logits(ids.input_ids).float().cpu()
     card["dtype"] = str(model.dtype).removeprefix("torch.")
     with atomic_directory(target, overwrite=overwrite) as tmp:
-        clean = AutoModelForCausalLM.from_config(model.hf_model.config, dtype=model.dtype)  # saved in the model's dtype
-        clean.load_state_dict(state, strict=True)
-        clean.save_pretrained(tmp, safe_serialization=True)
+        skeleton = _save_weights(model, state, tmp)
         model.tokenizer.save_pretrained(tmp)
         if iv is not None:
             iv.save(tmp / INTERVENTION_DIR)
-            _write_intervention_config(tmp, clean, iv.hook)
-        del clean
+            _write_intervention_config(tmp, skeleton, iv.hook)
+        del skeleton
+        # the reloads below hold the model a second time: the in-memory weights' clean pages go back to
+        # their files meanwhile (read again when next used), so the check adds ~nothing to the peak
+        page_out(state.values())
         device_map = getattr(model.hf_model, "hf_device_map", None)
         base_config = intervention_export_config(tmp) if iv is not None else None
         reloaded = AutoModelForCausalLM.from_pretrained(
@@ -268,6 +276,20 @@ def export_model(
         check_export_target(out_dir, model.source, overwrite, overwrite_non_export)  # still safe to replace?
     logger.info("exported %s (max logit diff after reload %.2e)", out_dir, diff)
     return card
+
+
+def _save_weights(model: HookedModel, state: dict[str, torch.Tensor], folder: Path) -> PreTrainedModel:
+    """Save ``state`` (the live tensors) as ``model``'s architecture in its dtype, shard by shard.
+
+    No copy of the model is made: a skeleton of the architecture on the meta device takes the
+    live tensors (``assign=True``) and transformers writes them shard by shard
+    (:data:`SHARD_SIZE`), dropping tied duplicates as it does for any model. Returns the skeleton
+    (its module tree names the architecture's classes and layers)."""
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(model.hf_model.config, dtype=model.dtype)
+    skeleton.load_state_dict(state, strict=True, assign=True)
+    skeleton.save_pretrained(folder, safe_serialization=True, max_shard_size=SHARD_SIZE)
+    return skeleton
 
 
 def _write_intervention_config(folder: Path, clean: PreTrainedModel, hook: str) -> None:

@@ -112,7 +112,7 @@ class InterventionModel:
                 "export the model again."
             )
         sae_dir = sae_folder(iv_dir, spec)
-        coder = SparseCoder.load(sae_dir)
+        coder = SparseCoder.load(sae_dir, spec["hook"])
         check_spec_against_sae(spec, coder.cfg, iv_dir / SPEC_FILE)
         rewrite = LatentRewrite(spec["rule"], spec["latents"], spec["values"], spec.get("threshold"), coder.d_sae)
 

@@ -53,6 +53,12 @@ ARCHITECTURE = "SAEUnlearnForCausalLM"
 """``config.json``'s ``architectures`` of an export: a name no serving engine maps to the base model."""
 
 _SITE = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
+RESIDUAL_WRITE_SITE = re.compile(
+    r"^(hook_embed|hook_pos_embed|blocks\.\d+\.(hook_resid_(pre|mid|post)|hook_attn_out|hook_mlp_out|attn\.hook_result"
+    r"|hook_attn_in|hook_mlp_in|hook_[qkv]_input))$"
+)
+"""Hooks on the residual stream (or a copy of it) or on a write into it (TransformerLens names): where
+TransformerLens's centred writing weights give the plain model's activation minus its mean over ``d_model``."""
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -212,18 +218,39 @@ def check_sae_cfg(cfg: dict, where: str | Path = "the SAE") -> None:
         )
 
 
+def centred_input(cfg: dict, hook: str | None = None) -> bool:
+    """Whether an SAE (its ``cfg.json`` as a dict, sae-lens's format) reads per-token centred activations.
+
+    True when its metadata records ``model_from_pretrained_kwargs.center_writing_weights`` (trained on
+    TransformerLens's processed model, every write into whose residual stream has zero mean over
+    ``d_model``) and its hook (``hook``, else ``metadata.hook_name``) is a :data:`RESIDUAL_WRITE_SITE`.
+    There the plain model's activation minus its per-token mean is exactly TransformerLens's: every
+    read of the residual stream goes through a LayerNorm, which removes that mean anyway.
+    """
+    meta = cfg.get("metadata") or {}
+    kwargs = meta.get("model_from_pretrained_kwargs") or {}
+    site = hook or meta.get("hook_name")
+    return (
+        bool(kwargs.get("center_writing_weights")) and isinstance(site, str) and bool(RESIDUAL_WRITE_SITE.match(site))
+    )
+
+
 # ----------------------------------------------------------------------------- the SAE
 class SparseCoder:
     """sae-lens's inference ``encode``/``decode`` of a standard, JumpReLU or TopK SAE in plain torch.
 
     ``encode(x) = act((x - b_dec·apply_b_dec_to_input) @ W_enc + b_enc)`` with ReLU, ReLU masked
     by ``pre > threshold`` (JumpReLU) or ReLU of the top ``k`` (TopK, optionally rescaled by the
-    decoder norms); ``decode(f) = f @ W_dec + b_dec``.
+    decoder norms); ``decode(f) = f @ W_dec + b_dec``. An SAE trained on TransformerLens's centred
+    writing weights at a residual site (:func:`centred_input`) encodes ``x`` minus its mean over the
+    last dimension; the rewrite adds ``decode(f') - decode(f)`` to the activation as it is (the mean
+    it keeps is what every following LayerNorm removes).
     """
 
-    def __init__(self, cfg: dict, weights: dict[str, Tensor]):
+    def __init__(self, cfg: dict, weights: dict[str, Tensor], hook: str | None = None):
         check_sae_cfg(cfg)
         self.cfg = cfg
+        self.centre = centred_input(cfg, hook)
         self.architecture = str(cfg["architecture"])
         self.apply_b_dec = bool(cfg.get("apply_b_dec_to_input", True))
         self.rescale = bool(cfg.get("rescale_acts_by_decoder_norm", False))
@@ -240,13 +267,14 @@ class SparseCoder:
         self.d_sae = int(self.W_enc.shape[1])
 
     @classmethod
-    def load(cls, sae_dir: str | Path) -> SparseCoder:
-        """Read a folder written by sae-lens's ``save_model`` (``cfg.json`` + ``sae_weights.safetensors``)."""
+    def load(cls, sae_dir: str | Path, hook: str | None = None) -> SparseCoder:
+        """Read a folder written by sae-lens's ``save_model`` (``cfg.json`` + ``sae_weights.safetensors``);
+        ``hook``: the site it runs at (default: its metadata's ``hook_name``)."""
         sae_dir = Path(sae_dir)
         cfg = read_sae_cfg(sae_dir)
         check_sae_cfg(cfg, sae_dir / SAE_CFG_FILE)
         check_weights_file(sae_dir / SAE_WEIGHTS_FILE)
-        return cls(cfg, load_file(str(sae_dir / SAE_WEIGHTS_FILE)))
+        return cls(cfg, load_file(str(sae_dir / SAE_WEIGHTS_FILE)), hook)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -265,7 +293,10 @@ class SparseCoder:
         return self
 
     def encode(self, x: Tensor) -> Tensor:
-        sae_in = x.to(self.dtype) - self.b_dec * self.apply_b_dec
+        x = x.to(self.dtype)
+        if self.centre:
+            x = x - x.mean(-1, keepdim=True)
+        sae_in = x - self.b_dec * self.apply_b_dec
         pre = sae_in @ self.W_enc + self.b_enc
         if self.architecture == "standard":
             return torch.relu(pre)

@@ -7,7 +7,10 @@ activation ``x`` with the layer's SAE into latents ``f``, rewrites the chosen la
 
     x' = x + decode(f') - decode(f)        (= decode(f') + the SAE's reconstruction error)
 
-so tokens where nothing is rewritten keep their exact activation, SAE error included. The first
+so tokens where nothing is rewritten keep their exact activation, SAE error included. ``f`` is the
+code of the activation as the SAE was trained on it (:mod:`sae_unlearn.saes.inputs`: centred per
+token for an SAE trained on TransformerLens's centred writing weights; the difference of decodings is
+added to the activation as it is, whose mean the next LayerNorm removes either way). The first
 real token of each text (BOS) is never rewritten, as in SAEBench and DSG. The rules:
 
 - ``zero``: ``f'_i = 0`` — zero-ablation, the control of Farrell et al. 2024;
@@ -67,6 +70,7 @@ from sae_unlearn.intervention_runtime import (  # RULES: re-exported, the rules 
     read_spec,
     sae_folder,
 )
+from sae_unlearn.saes.inputs import SAECodec
 
 InterventionRule = Literal["zero", "scale", "clamp", "dsg"]
 INTERVENTION_DIR = "intervention"
@@ -121,10 +125,13 @@ class SAEIntervention:
         return self._rewrite.edit_mask(f)
 
     def __call__(self, act: Float[Tensor, "batch pos d_model"], hook: object = None) -> Tensor:  # noqa: ARG002
-        """The hook function: ``x + decode(f') - decode(f)``."""
+        """The hook function: ``x + decode(f') - decode(f)``, ``f`` the code of ``x`` prepared as the
+        SAE was trained on it (:class:`~sae_unlearn.saes.inputs.SAECodec`, which also keeps sae-lens's
+        per-token normalisation from the encode to both decodes)."""
         # the SAE sits on the model's first device; with device_map the layer may be on another
         x = act.to(self.sae.W_dec.device, self.sae.W_dec.dtype)
-        out = self._rewrite.apply(x, self.sae.encode, self.sae.decode)
+        codec = SAECodec(self.sae, self.hook)
+        out = self._rewrite.apply(x, codec.encode, codec.decode)
         return act if out is None else out.to(act.device, act.dtype)
 
     # ------------------------------------------------------------------ install

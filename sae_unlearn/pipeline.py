@@ -28,6 +28,7 @@ from sae_unlearn.models import HookedModel, load_model, resid_post
 from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.zoo import FACT_ATTRIBUTE, ZOO, why_method_cannot_run, zoo_split
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes, load_saes, reconstruction_stats
+from sae_unlearn.saes.inputs import CaptureInputs, capture_inputs, fold_norm_scaling_factor
 from sae_unlearn.saes.loading import SAEMismatchError, check_sae_matches
 from sae_unlearn.selection import SCORERS, LayerRule, SelectionResult, select_layer_and_latents
 from sae_unlearn.selection.latents import Scorer
@@ -143,6 +144,12 @@ def sae_stage(
     where a fact is recalled, the last token of each forget fact's question (``data.split``)
     against the same token of each retain fact's question, which locates what is asked (a
     passcode, say) rather than whom it is about. The SAEs are fitted on every token either way.
+
+    Given SAEs are fed what they were trained on, as their metadata records it
+    (:mod:`sae_unlearn.saes.inputs`): BOS first or not, texts cut at their context size, residual
+    activations centred per token for SAEs trained on TransformerLens's centred writing weights, an
+    ``expected_average_only_in`` scaling factor estimated on these texts when none is folded in; a
+    setting that cannot be honoured warns.
     """
     n_latents = renamed_keyword("k", "n_latents", k, n_latents, 64)
     check_forget_retain(data.forget_texts, data.retain_texts)
@@ -157,9 +164,13 @@ def sae_stage(
             raise ValueError("positions='answer' selects on the stored capture; use streaming=False.")
         check_forget_retain([q.prompt for q in data.split.forget], [q.prompt for q in data.split.retain])
     given = None if saes is None else (dict(saes) if isinstance(saes, Mapping) else load_saes(saes))
+    texts = data.forget_texts + data.retain_texts
+    inputs = CaptureInputs(bos=None, max_length=max_length, specs={})
     if given is not None:
         hooks = model.validate_hooks(list(given))
         d_sae = min(int(s.cfg.d_sae) for s in given.values())
+        inputs = capture_inputs(model, given, texts, max_length)
+        given = _fold_norm_scaling(model, given, texts, inputs, batch_size)
     else:
         fit_config = fit_config or SAEFitConfig()
         hooks = [resid_post(layer) for layer in range(model.n_layers)]
@@ -176,12 +187,7 @@ def sae_stage(
             model, data, given, hooks, saes, n_latents, scorer, batch_size, max_length, progress, layer_rule
         )
     store = capture_activations(
-        model,
-        data.forget_texts + data.retain_texts,
-        hooks,
-        batch_size=batch_size,
-        max_length=max_length,
-        progress=progress,
+        model, texts, hooks, batch_size=batch_size, max_length=inputs.max_length, progress=progress, bos=inputs.bos
     )
     forget_mask = store.seq_index < len(data.forget_texts)
     if given is not None:
@@ -190,19 +196,27 @@ def sae_stage(
             check_sae_matches(sae, h, int(first[h].shape[-1]))
         fit = FittedSAEs(
             saes=given,
-            stats={h: reconstruction_stats(sae, store[h]) for h, sae in given.items()},
+            stats={h: reconstruction_stats(sae, store[h], hook=h) for h, sae in given.items()},
             config=None,
             path=None,
             pretrained=True,
             source=None if isinstance(saes, Mapping) else str(saes),
         )
     else:
-        fit = fit_saes(store, hooks, fit_config, out_dir=out_dir, model_name=data.name, progress=progress)
+        fit = fit_saes(
+            store,
+            hooks,
+            fit_config,
+            out_dir=out_dir,
+            model_name=data.name,
+            progress=progress,
+            prepend_bos=model.prepends_bos,
+        )
     editable = _editable(hooks)
     sel_store, sel_mask = store, forget_mask
     if positions == "answer":  # the token before each fact's answer, forget vs retain questions
         prompts = [q.prompt for q in data.split.forget] + [q.prompt for q in data.split.retain]
-        asked = capture_activations(model, prompts, hooks, batch_size=batch_size, progress=False)
+        asked = capture_activations(model, prompts, hooks, batch_size=batch_size, progress=False, bos=inputs.bos)
         sel_store = asked.select_rows(asked.last_token_rows())
         sel_mask = sel_store.seq_index < len(data.split.forget)
     result = select_layer_and_latents(
@@ -220,6 +234,26 @@ def sae_stage(
     return SAEStage(
         store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair, positions=positions
     )
+
+
+NORM_SCALING_TEXTS = 256
+"""Texts (spread over forget and retain) an ``expected_average_only_in`` scaling factor is estimated on."""
+
+
+def _fold_norm_scaling(
+    model: HookedModel, saes: dict[str, SAE], texts: list[str], inputs: CaptureInputs, batch_size: int
+) -> dict[str, SAE]:
+    """``saes`` with each missing ``expected_average_only_in`` scaling factor estimated on up to
+    :data:`NORM_SCALING_TEXTS` of the stage's texts and folded into a copy (the stored and the
+    streaming paths estimate it on the same texts)."""
+    need = [h for h, s in inputs.specs.items() if s.needs_norm_scaling]
+    if not need:
+        return saes
+    sample = texts[:: max(1, len(texts) // NORM_SCALING_TEXTS)][:NORM_SCALING_TEXTS]
+    acts = capture_activations(
+        model, sample, need, batch_size=batch_size, max_length=inputs.max_length, progress=False, bos=inputs.bos
+    )
+    return {h: fold_norm_scaling_factor(sae, acts[h], h) if h in need else sae for h, sae in saes.items()}
 
 
 def _editable(hooks: list[str]) -> list[str] | None:

@@ -316,8 +316,41 @@ def hash_state_dict(state_dict: dict[str, torch.Tensor], length: int = 16) -> st
         h.update(name.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy().data)  # the bytes as they are: no copy
     return h.hexdigest()[:length]
+
+
+_MADV_PAGEOUT = 21  # Linux >= 5.4: reclaim these pages now (never discards data)
+
+
+def page_out(tensors: Iterable[torch.Tensor]) -> bool:
+    """Ask the kernel to reclaim the CPU pages of ``tensors`` that it can reclaim without loss.
+
+    Weights that transformers maps from a ``.safetensors`` file and that were never written are
+    clean file pages: the kernel drops them and reads them back from the file on the next access,
+    so the values are unchanged. Pages written since (trained weights) are anonymous memory and
+    stay (without swap). The export's reload check calls this on the in-memory model so that
+    its second copy is not held twice. Returns ``False`` where it is not available (not Linux,
+    or an old kernel); CUDA tensors are left alone.
+    """
+    import ctypes
+    import mmap
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = mmap.PAGESIZE
+    for t in tensors:
+        if t.device.type != "cpu" or t.numel() == 0:
+            continue
+        start = t.data_ptr() - t.data_ptr() % page
+        end = t.data_ptr() + t.numel() * t.element_size()
+        length = (end - start + page - 1) // page * page
+        if libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_PAGEOUT) != 0:
+            return False
+    return True
 
 
 def hash_directory(path: str | Path, length: int = 16) -> str:
@@ -330,6 +363,19 @@ def hash_directory(path: str | Path, length: int = 16) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:length]
+
+
+def distinct_parameters(params: Mapping[str, torch.nn.Parameter]) -> dict[str, torch.nn.Parameter]:
+    """``params`` with each tensor once, under the first name it has (a head tied to the embeddings
+    is listed under both names by ``hf_named_parameters``: an optimizer given it twice steps it twice,
+    and an in-place edit applied per name applies twice)."""
+    seen: set[int] = set()
+    out = {}
+    for n, p in params.items():
+        if id(p) not in seen:
+            seen.add(id(p))
+            out[n] = p
+    return out
 
 
 @contextlib.contextmanager

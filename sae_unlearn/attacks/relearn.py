@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from sae_unlearn.attacks.base import Attack, AttackContext, AttackResult, Score, register_attack
 from sae_unlearn.models.loading import HookedModel
 from sae_unlearn.models.training import tokenize_examples, weighted_lm_loss
-from sae_unlearn.utils import DictConfig, preserved_parameters, seeded, seeded_generator
+from sae_unlearn.utils import DictConfig, distinct_parameters, preserved_parameters, seeded, seeded_generator
 
 
 def _check_steps(steps: tuple[int, ...]) -> tuple[int, ...]:
@@ -171,7 +171,7 @@ def relearn_sweep(
                 p.requires_grad_(False)
             trained = stack.enter_context(lora_adapter(model, config.lora_rank, config.lora_alpha, config.seed))
         else:
-            trained = list(params.values())
+            trained = list(distinct_parameters(params).values())
         for p in trained:
             p.requires_grad_(True)
         opt = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.0)

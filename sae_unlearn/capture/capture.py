@@ -121,6 +121,7 @@ def iter_activations(
     start_batch: int = 0,
     progress: bool = True,
     desc: str = "capturing",
+    bos: bool | None = None,
 ) -> Iterator[ActivationBatch]:
     """Stream per-token activations at ``hooks`` for ``texts``, one forward pass per batch.
 
@@ -135,6 +136,8 @@ def iter_activations(
         start_batch: skip the first batches (resuming a capture).
         progress: show a progress bar.
         desc: the progress bar's label.
+        bos: ``None``: tokenize as the tokenizer does; ``True``/``False``: BOS first or not,
+            whatever the tokenizer does (an SAE's ``prepend_bos``; see :meth:`HookedModel.tokenize`).
     """
     texts = as_text_list(texts)
     if isinstance(hooks, str):
@@ -148,7 +151,7 @@ def iter_activations(
     bos_id = model.tokenizer.bos_token_id
     for b in tqdm(range(start_batch, n_batches), desc=desc, disable=not progress, initial=start_batch, total=n_batches):
         lo = b * batch_size
-        batch = model.tokenize(list(texts[lo : lo + batch_size]), max_length=max_length)
+        batch = model.tokenize(list(texts[lo : lo + batch_size]), max_length=max_length, bos=bos)
         mask = batch.attention_mask.bool()
         if drop_bos and bos_id is not None:
             mask &= ~((batch.input_ids == bos_id) & (torch.arange(mask.shape[1]) == 0))
@@ -173,6 +176,7 @@ def capture_activations(
     cache_dir: str | Path | None = None,
     shard_tokens: int = 65_536,
     progress: bool = True,
+    bos: bool | None = None,
 ) -> ActivationStore:
     """Capture activations at ``hooks`` for every real token of ``texts``.
 
@@ -182,14 +186,17 @@ def capture_activations(
     an interrupted capture resumes after its last complete shard.
 
     ``texts`` must be a list (a single string raises ``TypeError``); a text longer than the
-    model's context raises ``ValueError`` unless ``max_length`` truncates.
+    model's context raises ``ValueError`` unless ``max_length`` truncates. ``bos`` as for
+    :func:`iter_activations`.
     """
     texts = as_text_list(texts)
     if isinstance(hooks, str):
         hooks = [hooks]
     hooks = model.validate_hooks(list(hooks))
     if cache_dir is None:
-        batches = list(iter_activations(model, texts, hooks, batch_size, drop_bos, max_length, progress=progress))
+        batches = list(
+            iter_activations(model, texts, hooks, batch_size, drop_bos, max_length, progress=progress, bos=bos)
+        )
         return ActivationStore.from_batches(batches, hooks)
     key = stable_hash(
         {
@@ -200,6 +207,7 @@ def capture_activations(
             "batch_size": batch_size,
             "drop_bos": drop_bos,
             "max_length": max_length,
+            **({} if bos is None else {"bos": bos}),  # (absent by default: earlier caches keep their keys)
         }
     )
     folder = Path(cache_dir) / f"capture-{key}"
@@ -215,6 +223,7 @@ def capture_activations(
                 max_length,
                 start_batch=writer.next_batch,
                 progress=progress,
+                bos=bos,
             ):
                 writer.add(batch)
             writer.finish()

@@ -193,8 +193,7 @@ def answer_logprobs(
         ps, ans = prompts[start : start + batch_size], answers[start : start + batch_size]
         batch = model.tokenize([p + a for p, a in zip(ps, ans, strict=True)])
         n_prompt = [len(model.tokenizer(p)["input_ids"]) for p in ps]
-        logp = torch.log_softmax(model.logits(batch.input_ids).float(), -1).cpu()
-        tok_lp = logp[:, :-1].gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+        tok_lp = model.next_token_logprobs(batch.input_ids)
         for i, n in enumerate(n_prompt):
             length = int(batch.attention_mask[i].sum())
             lp = tok_lp[i, n - 1 : length - 1]

@@ -39,6 +39,8 @@ from sae_unlearn.utils import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
+#: The most bytes of float32 logits :meth:`HookedModel.next_token_logprobs` holds at once.
+LOGITS_CHUNK_BYTES = 512 * 2**20
 _WRAPPER_SEGMENT = "._original_component"
 
 
@@ -104,6 +106,13 @@ class HookedModel:
         return next(self.hf_model.parameters()).device
 
     @property
+    def prepends_bos(self) -> bool:
+        """Whether the tokenizer puts its BOS token first (the zoo's, Llama's and Gemma's do; GPT-2's does not)."""
+        bos = self.tokenizer.bos_token_id
+        ids = self.tokenizer("a")["input_ids"]
+        return bos is not None and len(ids) > 0 and ids[0] == bos
+
+    @property
     def hook_names(self) -> list[str]:
         """Every hook name the model exposes."""
         return list(self.bridge.hook_dict.keys())
@@ -126,11 +135,15 @@ class HookedModel:
         """Install an :class:`~sae_unlearn.interventions.SAEIntervention` (replacing any other): from
         now on every forward pass, ``generate`` included, edits its hook's activation through its SAE.
 
-        The SAE is checked against the model first (hook exists, SAE trained there, width matches).
+        The SAE is checked against the model first (hook exists, SAE trained there, width matches),
+        and its metadata read against the model (:mod:`sae_unlearn.saes.inputs`; what cannot be
+        honoured warns).
         """
+        from sae_unlearn.saes.inputs import warn_intervention_inputs
         from sae_unlearn.saes.loading import check_sae_fits
 
         check_sae_fits(self, intervention.sae, intervention.hook)
+        warn_intervention_inputs(self, intervention.sae, intervention.hook)
         intervention.sae.to(self.device)
         intervention.sae.requires_grad_(False)  # fine-tuning attacks train the model, never the SAE
         self.clear_intervention()
@@ -144,11 +157,14 @@ class HookedModel:
             self.intervention = None
 
     # ------------------------------------------------------------ tokenising
-    def tokenize(self, texts: list[str] | str, max_length: int | None = None) -> TokenBatch:
-        """Tokenize texts (BOS prepended when the tokenizer does so), right-padded.
+    def tokenize(self, texts: list[str] | str, max_length: int | None = None, bos: bool | None = None) -> TokenBatch:
+        """Tokenize texts, right-padded.
 
+        ``bos``: ``None`` (default) tokenizes as the tokenizer does (BOS first when it adds one);
+        ``True`` puts the BOS token first where the tokenizer adds none (GPT-2's), ``False`` drops
+        the one it adds: how an SAE's ``prepend_bos`` is honoured (:mod:`sae_unlearn.saes.inputs`).
         A text longer than the model's context (:attr:`n_ctx`) raises ``ValueError`` naming it,
-        unless ``max_length`` asks for truncation (it must be at most ``n_ctx``).
+        unless ``max_length`` asks for truncation (it must be at most ``n_ctx``; BOS included).
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -157,26 +173,34 @@ class HookedModel:
         if max_length is not None and not 1 <= max_length <= self.n_ctx:
             raise ValueError(f"max_length={max_length} must be in [1, n_ctx={self.n_ctx}].")
         tok = self.tokenizer
+        shift = 0 if bos is None or bos == self.prepends_bos else (1 if bos else -1)  # tokens added in front
+        if shift == 1 and tok.bos_token_id is None:
+            raise ValueError(f"bos=True, but the tokenizer of {self.source!r} has no BOS token; pass bos=None.")
+        if shift == 1 and max_length == 1:
+            raise ValueError("max_length=1 leaves no room for a token after the BOS; use max_length >= 2.")
+        inner = None if max_length is None else max_length - shift
         old_side = tok.padding_side
         tok.padding_side = "right"
         try:
-            enc = tok(
-                list(texts),
-                return_tensors="pt",
-                padding=True,
-                truncation=max_length is not None,
-                max_length=max_length,
-            )
+            enc = tok(list(texts), return_tensors="pt", padding=True, truncation=inner is not None, max_length=inner)
         finally:
             tok.padding_side = old_side
-        if enc["input_ids"].shape[1] > self.n_ctx:
-            lengths = enc["attention_mask"].sum(1)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if shift == 1:  # right padding: every text starts at column 0, so the BOS column goes first
+            ids = torch.cat([torch.full_like(ids[:, :1], int(tok.bos_token_id)), ids], dim=1)
+            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        elif shift == -1:
+            ids, mask = ids[:, 1:], mask[:, 1:]
+            if ids.shape[1] == 0:
+                raise ValueError("the texts have no token once the BOS is dropped (bos=False); give non-empty texts.")
+        if ids.shape[1] > self.n_ctx:
+            lengths = mask.sum(1)
             i = int(lengths.argmax())
             raise ValueError(
                 f"text {i} ({str(texts[i])[:40]!r}…) has {int(lengths[i])} tokens, more than the model's context "
                 f"of {self.n_ctx}; shorten or split it, or pass max_length={self.n_ctx} to truncate."
             )
-        return TokenBatch(enc["input_ids"], enc["attention_mask"])
+        return TokenBatch(ids, mask)
 
     # --------------------------------------------------------------- forward
     def logits(
@@ -188,6 +212,26 @@ class HookedModel:
             attention_mask=None if attention_mask is None else attention_mask.to(self.device),
             use_cache=False,
         ).logits
+
+    def next_token_logprobs(
+        self, input_ids: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"] | None = None
+    ) -> Float[Tensor, "batch pos_minus_1"]:
+        """``log p(input_ids[:, t+1] | input_ids[:, :t+1])`` in float32, on the CPU.
+
+        Rows run in chunks whose logits stay under :data:`LOGITS_CHUNK_BYTES` (float32): at real
+        size the logits, not the weights, are the peak (16 texts of 300 tokens through Gemma-2's
+        256k vocabulary are 4.9 GB, twice with the log-softmax); a zoo model's batch is one chunk.
+        """
+        n, pos = input_ids.shape
+        rows = max(1, LOGITS_CHUNK_BYTES // (4 * pos * max(1, int(self.bridge.cfg.d_vocab))))
+        out = []
+        for s in range(0, n, rows):
+            mask = None if attention_mask is None else attention_mask[s : s + rows]
+            logp = self.logits(input_ids[s : s + rows], mask).float().log_softmax(-1)
+            target = input_ids[s : s + rows, 1:].to(logp.device)
+            out.append(logp[:, :-1].gather(-1, target[..., None]).squeeze(-1).cpu())
+            del logp
+        return torch.cat(out)
 
     # -------------------------------------------------------------- weights
     def hf_keys(self) -> list[str]:

@@ -13,7 +13,9 @@ removed afterwards:
   real vocabulary size;
 - random SAEs in the release's real on-disk format and width (:data:`SAE_FORMATS`): sae-lens
   folders (``cfg.json``) for ``gpt2-small-res-jb``, Gemma Scope ``params.npz`` in the hub's
-  ``layer_{L}/width_16k/…`` folders, read back by the loader real SAE folders go through;
+  ``layer_{L}/width_16k/…`` folders, Llama Scope ``hyperparams.json`` and
+  ``checkpoints/final.safetensors`` in its ``Llama3_1-8B-Base-L{L}R-8x`` folders, read back by the
+  loader real SAE folders go through;
 - forget/retain texts of the recipe's ``max_chars`` and four-choice questions for data that would
   come from the hub (the ``secrets`` corpus is built in and used as is).
 
@@ -49,7 +51,7 @@ from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.recipes.data import _check_out_dir
 from sae_unlearn.recipes.run import _load_data, _only_writer, _run
 from sae_unlearn.recipes.spec import _LAYER_KEY, MCSource, Recipe, RecipeError, SAESpec, TextSource, load_recipe
-from sae_unlearn.saes.pretrained import GEMMA_SCOPE_FILE
+from sae_unlearn.saes.pretrained import GEMMA_SCOPE_FILE, LLAMA_SCOPE_CONFIG, LLAMA_SCOPE_WEIGHTS
 from sae_unlearn.unlearning import get_method
 from sae_unlearn.utils import DictConfig
 
@@ -64,12 +66,16 @@ BUNDLED_CONFIGS: dict[str, str] = {
     "google/gemma-2-2b-it": "gemma-2-2b-it.json",
     "meta-llama/Llama-3.1-8B": "llama-3.1-8b.json",
 }
+#: How a release stores its SAEs on the hub (each written by the rehearsal in that layout).
+SAEFormat = Literal["sae_lens", "gemma_scope", "llama_scope"]
 #: Each sae-lens registry release a recipe may name: how its SAEs are stored on the hub, and their
-#: number of latents (0: read from the id's ``width_16k``).
-SAE_FORMATS: dict[str, tuple[Literal["sae_lens", "gemma_scope"], int]] = {
+#: number of latents (0: read from the id: Gemma Scope's ``width_16k``, Llama Scope's ``_8x`` of ``d_model``).
+SAE_FORMATS: dict[str, tuple[SAEFormat, int]] = {
     "gpt2-small-res-jb": ("sae_lens", 24576),
     "gemma-scope-2b-pt-res-canonical": ("gemma_scope", 0),
     "gemma-scope-2b-pt-res": ("gemma_scope", 0),
+    "llama_scope_lxr_8x": ("llama_scope", 0),
+    "llama_scope_lxr_32x": ("llama_scope", 0),
 }
 #: Texts and questions generated per side when neither ``texts`` nor the recipe caps them.
 DEFAULT_COUNT = 200
@@ -117,7 +123,7 @@ def bundled_config(recipe: Recipe) -> tuple[str, dict]:
     return name, config
 
 
-def _sae_format(recipe: Recipe) -> tuple[Literal["sae_lens", "gemma_scope"], int]:
+def _sae_format(recipe: Recipe) -> tuple[SAEFormat, int]:
     if not recipe.saes.release:
         raise RecipeError(
             f"recipe {recipe.name!r} reads SAEs from folder {recipe.saes.folder!r}; a rehearsal generates a "
@@ -182,6 +188,10 @@ def _write_saes(folder: Path, recipe: Recipe, hooks: list[str], d_in: int, seed:
             path = folder / hook
             StandardSAE(cfg).save_model(path)
             d_sae = width
+        elif kind == "llama_scope":
+            path = folder / str(directory.saes_map[sae_id])  # the hub's layout: Llama3_1-8B-Base-L{L}R-8x
+            factor = float((directory.norm_scaling_factor or {}).get(sae_id, 1.0))
+            d_sae = _write_llama_scope(path, hook, sae_id, d_in, factor, gen)
         else:
             m = re.search(r"width_(\d+)k", sae_id)
             if m is None:
@@ -201,6 +211,46 @@ def _write_saes(folder: Path, recipe: Recipe, hooks: list[str], d_in: int, seed:
             )
         written[hook] = {"id": sae_id, "format": kind, "path": str(path.relative_to(folder)), "d_sae": d_sae}
     return written
+
+
+def _write_llama_scope(path: Path, hook: str, sae_id: str, d_in: int, factor: float, gen: torch.Generator) -> int:
+    """A random Llama Scope SAE in the hub's layout (``hyperparams.json``, ``checkpoints/final.safetensors``
+    of float32 ``nn.Linear`` weights) whose average activation norm is its layer's real one
+    (``sqrt(d_model) / factor``, sae-lens's registry's ``norm_scaling_factor``); returns its number of latents."""
+    from safetensors.torch import save_file
+
+    m = re.search(r"_(\d+)x$", sae_id)
+    if m is None:
+        raise RecipeError(f"cannot tell the width of Llama Scope SAE {sae_id!r} (no _8x or _32x in it).")
+    d_sae = int(m.group(1)) * d_in
+    norm = math.sqrt(d_in) / factor
+    (path / "checkpoints").mkdir(parents=True)
+    hyperparams = {
+        "d_model": d_in,
+        "d_sae": d_sae,
+        "expansion_factor": d_sae // d_in,
+        "hook_point_in": hook,
+        "hook_point_out": hook,
+        "act_fn": "jumprelu",
+        "jump_relu_threshold": 0.01,
+        "norm_activation": "dataset-wise",
+        "dataset_average_activation_norm": {"in": norm, "out": norm},
+        "apply_decoder_bias_to_pre_encoder": False,
+        "use_decoder_bias": True,
+        "top_k": 50,
+    }
+    (path / LLAMA_SCOPE_CONFIG).write_text(json.dumps(hyperparams, indent=2))
+    encoder = torch.randn(d_sae, d_in, generator=gen).div_(math.sqrt(d_in))
+    decoder = encoder.T.contiguous()
+    decoder /= decoder.norm(dim=0, keepdim=True)
+    weights = {
+        "encoder.weight": encoder,
+        "encoder.bias": torch.zeros(d_sae),
+        "decoder.weight": decoder,
+        "decoder.bias": torch.zeros(d_in),
+    }
+    save_file(weights, str(path / LLAMA_SCOPE_WEIGHTS))
+    return d_sae
 
 
 def _pieces(pool: list[str], n: int, max_chars: int, rng: random.Random) -> list[str]:

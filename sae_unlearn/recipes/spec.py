@@ -20,6 +20,7 @@ from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_direc
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.training import LMTrainConfig
 from sae_unlearn.saes import check_pretrained_id
+from sae_unlearn.saes.pretrained import LLAMA_SCOPE_SITES
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.selection.layers import LayerRule
 from sae_unlearn.unlearning import METHODS, get_method
@@ -97,6 +98,8 @@ def registry_hook(release: str, sae_id: str) -> str | None:
     the TransformerLens hook name itself (``blocks.8.hook_resid_pre``), and Gemma Scope's are
     ``layer_L/…`` in a ``…-res``/``-mlp``/``-att`` repository, which sae-lens turns into
     ``blocks.L.hook_resid_post``/``hook_mlp_out``/``attn.hook_z`` when it loads them.
+    Llama Scope's paths are ``Llama3_1-8B-Base-L15R-8x`` (``R``/``M``/``A``: ``hook_resid_post``,
+    ``hook_mlp_out``, ``hook_attn_out``, the ``hook_point_in`` of its ``hyperparams.json``).
     """
     entry = get_pretrained_saes_directory().get(release)
     if entry is None or sae_id not in entry.saes_map:
@@ -106,6 +109,9 @@ def registry_hook(release: str, sae_id: str) -> str | None:
         if m := _HOOK_IN_ID.search(text):
             hook = m.group(0)
             return hook.replace(".hook_z", ".attn.hook_z") if ".attn." not in hook and hook.endswith("hook_z") else hook
+    scope = re.search(r"-L(\d+)([RAM])-\d+x$", path)
+    if entry.conversion_func == "llama_scope" and scope:
+        return f"blocks.{scope.group(1)}.{LLAMA_SCOPE_SITES[scope.group(2)]}"
     layer = re.search(r"layer_(\d+)", path)
     if entry.conversion_func == "gemma_2" and layer and "embedding" not in path:
         for kind, site in _GEMMA_SCOPE_SITES:

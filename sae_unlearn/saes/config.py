@@ -67,15 +67,18 @@ class SAEFitConfig(DictConfig):
     def total_steps(self) -> int:
         return self.training_samples // self.batch_size
 
-    def sae_config(self, d_in: int, hook_name: str, model_name: str, device: str) -> TrainingSAEConfig:
-        """The sae-lens training config of the SAE for one hook."""
+    def sae_config(
+        self, d_in: int, hook_name: str, model_name: str, device: str, prepend_bos: bool = True
+    ) -> TrainingSAEConfig:
+        """The sae-lens training config of the SAE for one hook (``prepend_bos``: whether the captured
+        texts had BOS first, recorded in its metadata)."""
         common = {
             "d_in": d_in,
             "d_sae": self.expansion_factor * d_in,
             "device": device,
             "dtype": "float32",
             "normalize_activations": "none",
-            "metadata": SAEMetadata(hook_name=hook_name, model_name=model_name, prepend_bos=True),
+            "metadata": SAEMetadata(hook_name=hook_name, model_name=model_name, prepend_bos=prepend_bos),
         }
         if self.architecture == "topk":
             if self.k > common["d_sae"]:

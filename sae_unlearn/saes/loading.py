@@ -13,6 +13,7 @@ from sae_lens import SAE
 
 from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.saes.inputs import check_sae_inputs
 
 
 class SAEMismatchError(ValueError):
@@ -50,7 +51,10 @@ def check_sae_matches(sae: SAE, hook: str, d_in: int, model_name: str | None = N
 
 
 def check_sae_fits(model: HookedModel, sae: SAE, hook: str | None = None) -> str:
-    """Check ``sae`` can be used at ``hook`` (default: its own metadata hook); return the hook."""
+    """Check ``sae`` can be used at ``hook`` (default: its own metadata hook); return the hook.
+
+    Its metadata is read against the model too (:func:`~sae_unlearn.saes.inputs.check_sae_inputs`):
+    what cannot be honoured warns."""
     own = sae_hook_name(sae)
     hook = hook or own
     if hook is None:
@@ -68,6 +72,7 @@ def check_sae_fits(model: HookedModel, sae: SAE, hook: str | None = None) -> str
             f"SAE width d_in={sae.cfg.d_in} does not match the activation width {width} at {hook!r} of "
             f"{model.source!r}; load an SAE trained on this model (d_in={width})."
         )
+    check_sae_inputs(model, sae, hook)
     return hook
 
 

@@ -20,6 +20,7 @@ from sae_lens import SAE
 from torch import Tensor
 
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.saes.inputs import check_sae_inputs, sae_encode
 from sae_unlearn.saes.splice import ablated, spliced
 
 
@@ -38,11 +39,14 @@ class SAEStats:
 
 
 @torch.no_grad()
-def encode_batched(sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096) -> Float[Tensor, "n d_sae"]:
-    """``sae.encode`` over rows in batches (on the SAE's device, in its dtype; result on the CPU)."""
-    dev, dt = sae.W_dec.device, sae.W_dec.dtype
+def encode_batched(
+    sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096, hook: str | None = None
+) -> Float[Tensor, "n d_sae"]:
+    """``sae.encode`` over rows in batches, the rows prepared as the SAE was trained on them
+    (:func:`~sae_unlearn.saes.inputs.prepare_sae_input`: its device and dtype, centred where its
+    metadata asks; ``hook``: the site, default its ``hook_name``); result on the CPU."""
     return torch.cat(
-        [sae.encode(acts[i : i + batch_size].to(dev, dt)).cpu() for i in range(0, acts.shape[0], batch_size)]
+        [sae_encode(sae, acts[i : i + batch_size], hook)[0].cpu() for i in range(0, acts.shape[0], batch_size)]
     )
 
 
@@ -87,17 +91,19 @@ class ReconstructionSums:
 
 
 @torch.no_grad()
-def reconstruction_stats(sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096) -> SAEStats:
-    """L0, explained variance, dead fraction and MSE of ``sae`` on ``acts``."""
+def reconstruction_stats(
+    sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096, hook: str | None = None
+) -> SAEStats:
+    """L0, explained variance, dead fraction and MSE of ``sae`` on the plain model's activations
+    ``acts`` at ``hook`` (default: its ``hook_name``), measured in the SAE's own input space: the
+    rows prepared as it was trained on them (:func:`~sae_unlearn.saes.inputs.prepare_sae_input`)."""
     if acts.shape[0] == 0:
         raise ValueError("no activations given.")
     if acts.shape[-1] != sae.cfg.d_in:
         raise ValueError(f"activations have width {acts.shape[-1]} but the SAE expects d_in={sae.cfg.d_in}.")
-    dev, dt = sae.W_dec.device, sae.W_dec.dtype
     sums = ReconstructionSums(int(sae.cfg.d_in), int(sae.cfg.d_sae))
     for i in range(0, acts.shape[0], batch_size):
-        x = acts[i : i + batch_size].to(dev, dt)
-        z = sae.encode(x)
+        z, x = sae_encode(sae, acts[i : i + batch_size], hook)
         sums.add(x, z, sae.decode(z))
     return sums.stats()
 
@@ -125,6 +131,7 @@ def ce_loss_recovered(
     clean = _mean_ce(model, texts, batch_size)
     out = {}
     for hook, sae in saes.items():
+        check_sae_inputs(model, sae, hook)
         with spliced(model, {hook: sae}):
             with_sae = _mean_ce(model, texts, batch_size)
         with ablated(model, [hook]):

@@ -15,13 +15,16 @@ from sae_lens import SAE
 from torch import Tensor
 
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.saes.inputs import sae_reconstruct
 
 
-def reconstruct_hook(sae: SAE) -> Callable[[Tensor, object], Tensor]:
-    """A forward hook that returns the SAE's reconstruction of the activation."""
+def reconstruct_hook(sae: SAE, site: str | None = None) -> Callable[[Tensor, object], Tensor]:
+    """A forward hook that returns the SAE's reconstruction of the activation at ``site`` (default:
+    the SAE's ``hook_name``), its input prepared as the SAE was trained on it
+    (:func:`~sae_unlearn.saes.inputs.sae_reconstruct`)."""
 
     def hook_fn(act: Tensor, hook: object) -> Tensor:  # noqa: ARG001
-        return sae(act.to(sae.W_dec.dtype)).to(act.dtype)
+        return sae_reconstruct(sae, act, site)
 
     return hook_fn
 
@@ -35,7 +38,7 @@ def zero_hook(act: Tensor, hook: object) -> Tensor:  # noqa: ARG001
 def spliced(model: HookedModel, saes: Mapping[str, SAE]) -> Iterator[HookedModel]:
     """Run the model with each hook's activation replaced by its SAE reconstruction."""
     hooks = model.validate_hooks(list(saes))
-    with model.bridge.hooks(fwd_hooks=[(h, reconstruct_hook(saes[h])) for h in hooks]):
+    with model.bridge.hooks(fwd_hooks=[(h, reconstruct_hook(saes[h], h)) for h in hooks]):
         yield model
 
 

@@ -74,11 +74,14 @@ class FittedSAEs:
         return list(self.saes)
 
 
-def _fit_key(config: SAEFitConfig, hooks: Sequence[str], store: ActivationStore, model_name: str) -> str:
+def _fit_key(
+    config: SAEFitConfig, hooks: Sequence[str], store: ActivationStore, model_name: str, prepend_bos: bool = True
+) -> str:
     first = next(store.iter_shards())
     probe = [float(first[h][:64].double().sum()) for h in hooks]
     return stable_hash(
         {"cfg": config.to_dict(), "hooks": list(hooks), "n": store.n_tokens, "model": model_name, "probe": probe}
+        | ({} if prepend_bos else {"prepend_bos": False})  # (absent when True: earlier fits keep their keys)
     )
 
 
@@ -135,6 +138,7 @@ def fit_saes(
     progress: bool = True,
     on_log: Callable[[dict], None] | None = None,
     log_every: int = 50,
+    prepend_bos: bool = True,
 ) -> FittedSAEs:
     """Fit one SAE per hook on the activations in ``store`` (sae-lens ``MultiSAETrainer``).
 
@@ -153,6 +157,8 @@ def fit_saes(
             "explained_variance", "mse"}`` per SAE, measured on a fixed batch of the store
             (live training monitors; does not change the fit). The rows are also kept in
             :attr:`FittedSAEs.history`.
+        prepend_bos: whether the captured texts had BOS first (``HookedModel.prepends_bos``), recorded
+            in each SAE's metadata so that it is fed the same way when used as a pretrained SAE.
 
     Raises:
         FloatingPointError: an SAE's weights became non-finite (the fit diverged); nothing is saved.
@@ -178,7 +184,7 @@ def fit_saes(
     for h in hooks:
         if not bool(torch.isfinite(first[h]).all()):
             raise ValueError(f"the captured activations at {h!r} hold NaN or inf; check the model before fitting SAEs.")
-    key = _fit_key(config, hooks, store, model_name)
+    key = _fit_key(config, hooks, store, model_name, prepend_bos)
     saes_dir = Path(out_dir) / "saes" if out_dir is not None else None
     # one process fits into a folder while the others wait, then load its SAEs (same key) or fit their own
     lock = cache_fill_lock(saes_dir, "an SAE fit") if saes_dir is not None else contextlib.nullcontext()
@@ -195,7 +201,7 @@ def fit_saes(
         if ckpt_root is not None:
             ckpt_root.mkdir(parents=True, exist_ok=True)
         history: list[dict] = []
-        trainer, training_saes = _new_trainer(config, hooks, first, model_name, device, ckpt_root, history)
+        trainer, training_saes = _new_trainer(config, hooks, first, model_name, device, ckpt_root, history, prepend_bos)
         done = 0
         checkpoints = _complete_checkpoints(ckpt_root, hooks) if ckpt_root is not None else []
         for ckpt in checkpoints:
@@ -204,7 +210,9 @@ def fit_saes(
                 marker = read_json(ckpt / CHECKPOINT_MARKER, "SAE checkpoint marker")
             except Exception as e:  # a damaged checkpoint: fall back to an older one
                 logger.warning("SAE checkpoint %s could not be loaded (%s); trying an older one", ckpt, e)
-                trainer, training_saes = _new_trainer(config, hooks, first, model_name, device, ckpt_root, history)
+                trainer, training_saes = _new_trainer(
+                    config, hooks, first, model_name, device, ckpt_root, history, prepend_bos
+                )
                 continue
             # sae-lens writes a checkpoint before it counts the step just taken: the steps done are
             # the samples seen over the batch size. Set every counter to that, skip as many batches,
@@ -265,11 +273,14 @@ def _new_trainer(
     device: str,
     ckpt_root: Path | None,
     history: list[dict],
+    prepend_bos: bool = True,
 ) -> tuple[MultiSAETrainer, dict[str, SAE]]:
     """Freshly initialised (seeded) training SAEs and the sae-lens trainer that steps them."""
     sae_cls = _TRAINING_CLASSES[config.architecture]
     with seeded(config.seed):
-        saes = {h: sae_cls(config.sae_config(int(first[h].shape[-1]), h, model_name, device)) for h in hooks}
+        saes = {
+            h: sae_cls(config.sae_config(int(first[h].shape[-1]), h, model_name, device, prepend_bos)) for h in hooks
+        }
     trainer = MultiSAETrainer(
         cfg=config.trainer_config(device, str(ckpt_root) if ckpt_root is not None else None),
         saes=saes,

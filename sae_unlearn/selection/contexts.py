@@ -12,6 +12,7 @@ from torch import Tensor
 from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.saes.inputs import capture_inputs, sae_encode
 
 
 @dataclass
@@ -71,10 +72,12 @@ def top_activating_contexts(
 
 @torch.no_grad()
 def latents_on_text(model: HookedModel, sae: SAE, hook: str, text: str, top: int = 5) -> list[dict]:
-    """For each token of ``text``: the ``top`` latents of ``sae`` that fire on it, with activations."""
-    ids = model.tokenize(text).input_ids
+    """For each token of ``text``: the ``top`` latents of ``sae`` that fire on it, with activations
+    (the text tokenized, and its activations prepared, as the SAE was trained: :mod:`sae_unlearn.saes.inputs`)."""
+    inputs = capture_inputs(model, {hook: sae}, [text])
+    ids = model.tokenize(text, max_length=inputs.max_length, bos=inputs.bos).input_ids
     act = run_and_capture(model, ids, [hook])[hook][0]
-    z = sae.encode(act.to(sae.W_dec.device)).cpu()
+    z = sae_encode(sae, act, hook)[0].cpu()
     rows = []
     for p in range(ids.shape[1]):
         vals, idx = z[p].topk(min(top, z.shape[-1]))

@@ -249,7 +249,7 @@ def select_layer_and_latents(
     for rows, chunk in _chunks(store, list(saes)):
         is_forget = forget_mask[rows]
         for hook, sae in saes.items():
-            z = encode_batched(sae, chunk[hook])
+            z = encode_batched(sae, chunk[hook], hook=hook)
             sums[hook][0].add(z[is_forget])
             sums[hook][1].add(z[~is_forget])
     selections, skipped = select_per_hook(sums, n_latents, scorer, threshold, candidates)
@@ -257,7 +257,7 @@ def select_layer_and_latents(
     token_evidence = {h: torch.empty(store.n_tokens) for h in scored}
     for rows, chunk in _chunks(store, scored):
         for hook in scored:
-            z = encode_batched(saes[hook], chunk[hook])
+            z = encode_batched(saes[hook], chunk[hook], hook=hook)
             token_evidence[hook][rows] = z[:, selections[hook].relevant].sum(-1).float()
     evidence = {h: _text_evidence(token_evidence[h], seq, forget_mask) for h in scored}  # (forget, retain) texts
     return result_from_evidence(evidence, selections, layer_rule, candidates, skipped=skipped)

@@ -37,25 +37,17 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import torch
-from jaxtyping import Float
 from sae_lens import SAE
-from torch import Tensor
 
 from sae_unlearn.capture.capture import iter_activations
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.saes.inputs import capture_inputs, sae_encode
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import ReconstructionSums
 from sae_unlearn.selection.codes import CodeSpill
 from sae_unlearn.selection.latents import LatentSums, Scorer
 from sae_unlearn.selection.layers import LayerRule, SelectionResult, result_from_evidence, select_per_hook
 from sae_unlearn.utils import as_text_list, check_forget_retain
-
-
-@torch.no_grad()
-def _encode(sae: SAE, x: Float[Tensor, "n d_in"]) -> tuple[Tensor, Tensor]:
-    """Codes and input of ``sae`` for rows ``x``, on the SAE's device and dtype."""
-    x = x.to(device=sae.W_dec.device, dtype=sae.W_dec.dtype)
-    return sae.encode(x), x
 
 
 @torch.no_grad()
@@ -86,7 +78,8 @@ def select_layer_and_latents_streaming(
     Args:
         model: the hooked model; activations are taken at the SAEs' hooks.
         saes: one SAE per hook; each is checked (hook, width, model) on the first batch, before
-            the rest of the text is run.
+            the rest of the text is run, and fed what it was trained on (BOS, context size, centring:
+            :mod:`sae_unlearn.saes.inputs`).
         forget_texts, retain_texts: lists of texts, non-empty and disjoint.
         n_latents, scorer, threshold, model_name, layer_rule, candidates: as for the stored path.
         batch_size: texts per forward pass; max_length: truncate texts to this many tokens.
@@ -114,12 +107,20 @@ def select_layer_and_latents_streaming(
     recon: dict[str, ReconstructionSums] = {}
     spills: dict[str, CodeSpill] = {}
     tokens_per_text = torch.zeros(len(texts), dtype=torch.long)
+    inputs = capture_inputs(model, saes, texts, max_length)
 
     with tempfile.TemporaryDirectory(prefix="sae-unlearn-selection-", dir=spill_dir) as tmp:
         try:
             # the one pass: per-latent sums on both sides, reconstruction sums, sparse codes to disk
             for batch in iter_activations(
-                model, texts, hooks, batch_size, max_length=max_length, progress=progress, desc="selection"
+                model,
+                texts,
+                hooks,
+                batch_size,
+                max_length=inputs.max_length,
+                progress=progress,
+                desc="selection",
+                bos=inputs.bos,
             ):
                 tokens_per_text += torch.bincount(batch.seq_index, minlength=len(texts))
                 is_forget = batch.seq_index < n_forget
@@ -129,7 +130,7 @@ def select_layer_and_latents_streaming(
                     if h not in recon:  # first batch: refuse a wrong SAE before the remaining batches run
                         check_sae_matches(sae, h, int(x.shape[-1]), model_name)
                         recon[h] = ReconstructionSums(int(x.shape[-1]), width[h])
-                    z, xs = _encode(sae, x)
+                    z, xs = sae_encode(sae, x, h)
                     if reconstruction:
                         recon[h].add(xs, z, sae.decode(z))
                     row, latent = z.nonzero(as_tuple=True)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
@@ -157,11 +156,8 @@ def retain_lm_loss(model: HookedModel, batches: Sequence[TokenBatch]) -> float:
     """Mean next-token loss on retain batches (the guard's measure of retain quality)."""
     total, count = 0.0, 0
     for b in batches:
-        logits = model.logits(b.input_ids)
-        ce = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1), b.input_ids[:, 1:].flatten().to(logits.device), reduction="none"
-        )
-        m = b.attention_mask[:, 1:].flatten().bool().to(ce.device)
+        ce = -model.next_token_logprobs(b.input_ids).flatten()
+        m = b.attention_mask[:, 1:].flatten().bool()
         total += float(ce[m].sum())
         count += int(m.sum())
     return total / max(1, count)

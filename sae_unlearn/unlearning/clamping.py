@@ -36,6 +36,7 @@ from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.intervention_runtime import check_latent_indices
 from sae_unlearn.interventions import InterventionRule, SAEIntervention
 from sae_unlearn.models.loading import HookedModel
+from sae_unlearn.saes.inputs import check_sae_inputs, sae_encode
 from sae_unlearn.unlearning.base import UnlearningMethod, UnlearningResult
 from sae_unlearn.unlearning.registry import register
 from sae_unlearn.utils import DictConfig, check_forget_retain
@@ -115,7 +116,12 @@ def text_latent_stats(
     keep_fires: bool = False,
 ) -> TextLatentStats:
     """Mean, mean-where-active and firing frequency of every SAE latent over ``texts`` at ``hook``
-    (``keep_fires``: also where each latent fires, one boolean per token and latent)."""
+    (``keep_fires``: also where each latent fires, one boolean per token and latent).
+
+    The texts are tokenized as the intervention will see them (the model's own tokenization, not
+    the SAE's ``prepend_bos``); the activations are prepared as the intervention prepares them
+    (:mod:`sae_unlearn.saes.inputs`), so the values measured here are those it rewrites."""
+    check_sae_inputs(model, sae, hook)
     d_sae = int(sae.cfg.d_sae)
     total, active_sum, fired, n = torch.zeros(d_sae), torch.zeros(d_sae), torch.zeros(d_sae), 0
     fires: list[Tensor] = []
@@ -141,7 +147,7 @@ def _encode_batch(
 ) -> tuple[Float[Tensor, "batch pos d_sae"], Tensor]:
     batch = model.tokenize(list(texts))
     acts = run_and_capture(model, batch.input_ids, [hook])[hook]
-    f = sae.encode(acts.to(sae.W_dec.dtype))
+    f = sae_encode(sae, acts, hook)[0]
     counted = batch.attention_mask.bool().clone()
     counted[:, 0] = False  # the first token (BOS) is never rewritten, so never measured
     return f, counted.to(f.device)

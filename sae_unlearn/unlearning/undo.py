@@ -38,7 +38,7 @@ from sae_unlearn.unlearning.compute import count_token_passes
 from sae_unlearn.unlearning.registry import get_method, register
 from sae_unlearn.unlearning.sspu import SSPUConfig, project_output_side
 from sae_unlearn.unlearning.sspu_layers import SSPULayers
-from sae_unlearn.utils import DictConfig, check_forget_retain, seeded, seeded_generator
+from sae_unlearn.utils import DictConfig, check_forget_retain, distinct_parameters, seeded, seeded_generator
 
 
 @dataclass
@@ -97,13 +97,15 @@ def distill(
     (KL(teacher ‖ student) per real token) until the held-out KL reaches ``config.tolerance``.
 
     Returns the steps taken and the KL curve. ``texts`` must be non-empty: distillation without
-    retain text would teach the student nothing.
+    retain text would teach the student nothing. A bfloat16 or float16 student is trained through
+    float32 master copies of ``params``, cast into it after every step.
     """
     config = config or DistillConfig()
     if len(texts) == 0:
         raise ValueError("distillation needs retain text (the teacher's behaviour to copy); got none.")
     if not params:
         raise ValueError("no parameters to distil into; pass the student's parameters.")
+    params = distinct_parameters(params)
     batches = make_batches(student, list(texts), config.batch_size, config.seed)
     held = batches[: max(1, min(2, len(batches) // 4))]
     train_batches = batches[len(held) :] or batches
@@ -112,7 +114,11 @@ def distill(
         p.requires_grad_(False)
     for p in params.values():
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
+    # float32 masters of low-precision weights (as the trainer keeps): in bfloat16 a step below half a
+    # unit in the last place (lr 1e-3 on a norm weight near 1 is a quarter of one) rounds away every time
+    master = {n: p if p.dtype == torch.float32 else p.detach().float() for n, p in params.items()}
+    low = [(p, master[n]) for n, p in params.items() if master[n] is not p]
+    opt = torch.optim.AdamW(list(master.values()), lr=config.lr, weight_decay=0.0)
     gen = seeded_generator(config.seed + 1)
     curve = {0: retain_kl(teacher, student, held)}
     steps = 0
@@ -127,7 +133,12 @@ def distill(
             loss = _kl(t_logits, student.logits(b.input_ids, b.attention_mask), b.attention_mask.to(student.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for p, m in low:
+                m.grad, p.grad = (None if p.grad is None else p.grad.float()), None
             opt.step()
+            with torch.no_grad():
+                for p, m in low:
+                    p.copy_(m)
             steps = step + 1
             if steps % config.check_every == 0 or steps == config.steps:
                 curve[steps] = retain_kl(teacher, student, held)
@@ -263,10 +274,12 @@ class Undo(UnlearningMethod):
         init = fresh_initialisation(model, cfg.seed + 7)
         named = model.hf_named_parameters()
         if cfg.perturb == "global":
-            for n, p in named.items():
+            # each tensor once: a tied head listed twice would be shrunk twice
+            distinct = distinct_parameters(named)
+            for n, p in distinct.items():
                 if n in init:
                     p.mul_(1 - cfg.shrink).add_(cfg.shrink * init[n])
-            return named
+            return distinct
         assert self.relevant is not None
         layouts = weight_layouts(model)
         # SSPU across layers confines each matrix to its own layer's subspace; the others share one

@@ -183,7 +183,7 @@ class LatentBrowser(widgets.VBox):
         self.scores = scores
         self.order = torch.argsort(scores, descending=True)
         ranked = [int(i) for i in (latents if latents is not None else self.order[:64])]
-        self.codes = encode_batched(sae, store[hook])
+        self.codes = encode_batched(sae, store[hook], hook=hook)
         self.n_contexts = n_contexts
         self.latent = widgets.Dropdown(
             options=[(f"#{r} latent {i} (score {float(scores[i]):.3g})", i) for r, i in enumerate(ranked)],

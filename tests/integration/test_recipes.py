@@ -16,7 +16,7 @@ import torch
 from filelock import FileLock
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
-from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma2Config, GPT2Config
+from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma2Config, GPT2Config, LlamaConfig
 
 from sae_unlearn.__main__ import main
 from sae_unlearn.models import load_model, zoo_model_path
@@ -43,6 +43,14 @@ CONFIGS = {
         num_attention_heads=4,
         num_key_value_heads=4,
         head_dim=D // 4,
+    ),
+    "llama": lambda vocab, n: LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=D,
+        intermediate_size=2 * D,
+        num_hidden_layers=n,
+        num_attention_heads=4,
+        num_key_value_heads=2,
     ),
 }
 

@@ -74,8 +74,8 @@ def test_a_wrong_sae_is_refused_on_the_first_batch(secrets_model, stage, monkeyp
     import sae_unlearn.selection.streaming as streaming
 
     encoded = []
-    real = streaming._encode
-    monkeypatch.setattr(streaming, "_encode", lambda sae, x: encoded.append(1) or real(sae, x))
+    real = streaming.sae_encode
+    monkeypatch.setattr(streaming, "sae_encode", lambda sae, x, hook: encoded.append(1) or real(sae, x, hook))
     with pytest.raises(SAEMismatchError, match="trained on 'blocks.2.hook_resid_post'"):
         select_layer_and_latents_streaming(secrets_model, saes, data.forget_texts, data.retain_texts, progress=False)
     assert len(encoded) <= 1  # stopped within the first batch

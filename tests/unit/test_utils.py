@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sae_unlearn.atomic import atomic_directory
-from sae_unlearn.utils import hash_state_dict, seeded, stable_hash
+from sae_unlearn.utils import distinct_parameters, hash_state_dict, page_out, seeded, stable_hash
 
 
 def test_atomic_directory_leaves_nothing_on_error(tmp_path):
@@ -42,3 +42,22 @@ def test_hashes():
     sd = {"w": torch.ones(2, 2)}
     assert hash_state_dict(sd) == hash_state_dict({"w": torch.ones(2, 2)})
     assert hash_state_dict(sd) != hash_state_dict({"w": torch.ones(2, 2) + 1e-7})
+
+
+def test_distinct_parameters_lists_a_tied_tensor_once():
+    emb = torch.nn.Parameter(torch.zeros(4, 2))
+    other = torch.nn.Parameter(torch.zeros(2))
+    named = {"wte.weight": emb, "h.0.bias": other, "lm_head.weight": emb}
+    assert list(distinct_parameters(named)) == ["wte.weight", "h.0.bias"]
+
+
+def test_page_out_keeps_values(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    save_file({"w": torch.arange(300_000, dtype=torch.float32)}, str(tmp_path / "w.safetensors"))
+    mapped = load_file(str(tmp_path / "w.safetensors"))["w"]
+    written = torch.arange(300_000, dtype=torch.float32) * 2
+    ok = page_out([mapped, written, torch.zeros(0)])
+    assert isinstance(ok, bool)
+    assert torch.equal(mapped, torch.arange(300_000, dtype=torch.float32))
+    assert torch.equal(written, torch.arange(300_000, dtype=torch.float32) * 2)
