@@ -39,8 +39,9 @@ from sae_unlearn.utils import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
-#: The most bytes of float32 logits :meth:`HookedModel.next_token_logprobs` holds at once.
-LOGITS_CHUNK_BYTES = 512 * 2**20
+#: The most bytes of logits (in the model's dtype), and of their float32 log-softmax, that
+#: :meth:`HookedModel.next_token_logprobs` holds at once.
+LOGITS_CHUNK_BYTES = 64 * 2**20
 _WRAPPER_SEGMENT = "._original_component"
 
 
@@ -218,19 +219,28 @@ class HookedModel:
     ) -> Float[Tensor, "batch pos_minus_1"]:
         """``log p(input_ids[:, t+1] | input_ids[:, :t+1])`` in float32, on the CPU.
 
-        Rows run in chunks whose logits stay under :data:`LOGITS_CHUNK_BYTES` (float32): at real
-        size the logits, not the weights, are the peak (16 texts of 300 tokens through Gemma-2's
-        256k vocabulary are 4.9 GB, twice with the log-softmax); a zoo model's batch is one chunk.
+        Rows run through the model in chunks whose logits (in the model's dtype) stay under
+        :data:`LOGITS_CHUNK_BYTES`, and their float32 log-softmax is taken over blocks of positions
+        under the same bound: at real size the logits, not the weights, are the peak (16 texts of
+        300 tokens through Gemma-2's 256k vocabulary are 4.9 GB in float32, twice with the
+        log-softmax); a zoo model's batch is one chunk and one block.
         """
         n, pos = input_ids.shape
-        rows = max(1, LOGITS_CHUNK_BYTES // (4 * pos * max(1, int(self.bridge.cfg.d_vocab))))
+        vocab = max(1, int(self.bridge.cfg.d_vocab))
+        rows = max(1, LOGITS_CHUNK_BYTES // (self.dtype.itemsize * pos * vocab))
         out = []
         for s in range(0, n, rows):
             mask = None if attention_mask is None else attention_mask[s : s + rows]
-            logp = self.logits(input_ids[s : s + rows], mask).float().log_softmax(-1)
-            target = input_ids[s : s + rows, 1:].to(logp.device)
-            out.append(logp[:, :-1].gather(-1, target[..., None]).squeeze(-1).cpu())
-            del logp
+            logits = self.logits(input_ids[s : s + rows], mask)
+            target = input_ids[s : s + rows, 1:].to(logits.device)
+            span = max(1, LOGITS_CHUNK_BYTES // (4 * logits.shape[0] * vocab))
+            parts = []
+            for p in range(0, pos - 1, span):
+                logp = logits[:, p : min(p + span, pos - 1)].float().log_softmax(-1)
+                parts.append(logp.gather(-1, target[:, p : p + span, None]).squeeze(-1).cpu())
+                del logp
+            out.append(torch.cat(parts, 1) if parts else torch.zeros(logits.shape[0], 0))
+            del logits
         return torch.cat(out)
 
     # -------------------------------------------------------------- weights

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import tempfile
@@ -161,6 +162,10 @@ def _run(recipe: Recipe, out: Path, progress: bool, rehearsal: dict | None = Non
     if data.split is not None:
         report["data"] |= {"n_forget_facts": len(data.split.forget), "n_retain_facts": len(data.split.retain)}
     report["saes"] = {h: {"d_in": int(s.cfg.d_in), "d_sae": int(s.cfg.d_sae)} for h, s in saes.items()}
+    # loaded above only to check them before any work; read again by the SAE stage, so that the
+    # evaluation and [teach] do not hold them (five float32 16k SAEs are 0.3x gemma-2-2b's bfloat16 bytes)
+    del saes
+    gc.collect()
     if recipe.teach is not None:
         with meter("teach"):
             losses = teach(model, data.forget_texts + data.retain_texts, recipe.teach, progress)
@@ -169,6 +174,7 @@ def _run(recipe: Recipe, out: Path, progress: bool, rehearsal: dict | None = Non
         report["before"] = _metrics(model, recipe, data, questions)
     sel = recipe.selection
     with meter("sae_stage"):
+        saes = _load_saes(recipe, str(model.device))
         stage = sae_stage(
             model,
             data,
@@ -195,6 +201,10 @@ def _run(recipe: Recipe, out: Path, progress: bool, rehearsal: dict | None = Non
     with meter("unlearning"):
         settings = {**recipe.settings(), "hook": result.hook}
         method = get_method(recipe.method).from_stage(stage, settings)
+        # the method holds what it needs of the SAEs (a subspace, or the chosen hook's SAE): the rest go
+        del saes
+        stage.fit.saes.clear()
+        gc.collect()
         res = method.apply(model, data.forget_texts, data.retain_texts, progress=progress)
     report["unlearning"] = {
         "settings": res.config,

@@ -20,10 +20,11 @@ each file is read back once to give one evidence value per text and SAE, bit for
 dense codes give. The AUROC, its bootstrap interval and the layer choice are then the stored
 path's on the same per-text evidence (a hook with no forget-specific latent is skipped as there).
 
-Memory: one batch of activations and codes, ``O(d_sae)`` sums per SAE and ``O(n_texts)`` evidence
-values; nothing in memory grows with the number of tokens. Disk: per token and SAE, 8 bytes plus
-``L0 x (2 + 4)`` bytes (int16 index, float32 value; 8 bytes a code above 32768 latents): about 0.4
-KB at L0 = 64, 20 GB for 10M tokens at five SAEs, in ``spill_dir`` (default the system's temporary
+Memory: one batch of activations, one block of its codes (:data:`ENCODE_BLOCK_BYTES`),
+``O(d_sae)`` sums per SAE and ``O(n_texts)`` evidence values; nothing in memory grows with the
+number of tokens. Disk: per token and SAE, 8 bytes plus ``L0 x (2 + 4)`` bytes (int16 index,
+float32 value; 8 bytes a code above 32768 latents): about 0.4 KB at L0 = 64, 20 GB for 10M tokens
+at five SAEs, in ``spill_dir`` (default the system's temporary
 folder), removed when the selection returns or fails. Time: one forward pass to the deepest hook,
 one encoding of every token by every SAE, the sparse fold and a sequential write and read of the
 spill (and, by default, one decode per SAE for the reconstruction statistics).
@@ -48,6 +49,9 @@ from sae_unlearn.selection.codes import CodeSpill
 from sae_unlearn.selection.latents import LatentSums, Scorer
 from sae_unlearn.selection.layers import LayerRule, SelectionResult, result_from_evidence, select_per_hook
 from sae_unlearn.utils import as_text_list, check_forget_retain
+
+#: The most bytes of one SAE's dense float32 codes encoded at once (a block of a batch's tokens).
+ENCODE_BLOCK_BYTES = 64 * 2**20
 
 
 @torch.no_grad()
@@ -124,25 +128,29 @@ def select_layer_and_latents_streaming(
             ):
                 tokens_per_text += torch.bincount(batch.seq_index, minlength=len(texts))
                 is_forget = batch.seq_index < n_forget
-                n_f = int(is_forget.sum())
                 for i, h in enumerate(hooks):
                     sae, x = saes[h], batch.activations[h]
                     if h not in recon:  # first batch: refuse a wrong SAE before the remaining batches run
                         check_sae_matches(sae, h, int(x.shape[-1]), model_name)
                         recon[h] = ReconstructionSums(int(x.shape[-1]), width[h])
-                    z, xs = sae_encode(sae, x, h)
-                    if reconstruction:
-                        recon[h].add(xs, z, sae.decode(z))
-                    row, latent = z.nonzero(as_tuple=True)
-                    value = z[row, latent].cpu()
-                    row, latent = row.cpu(), latent.cpu()
-                    if h not in spills:
-                        spills[h] = CodeSpill(Path(tmp) / f"codes-{i}.bin", width[h], z.dtype)
-                    spills[h].add(batch.seq_index, row, latent, value)
-                    f = is_forget[row]
-                    sides[h][0].add_codes(n_f, latent[f], value[f])
-                    sides[h][1].add_codes(batch.n_tokens - n_f, latent[~f], value[~f])
-                    del z, xs
+                    # encoded a block of tokens at a time: a batch's dense codes at 16k latents are
+                    # hundreds of MB, several times over inside the encode
+                    rows = max(1, ENCODE_BLOCK_BYTES // (4 * width[h]))
+                    for s in range(0, x.shape[0], rows):
+                        z, xs = sae_encode(sae, x[s : s + rows], h)
+                        if reconstruction:
+                            recon[h].add(xs, z, sae.decode(z))
+                        row, latent = z.nonzero(as_tuple=True)
+                        value = z[row, latent].cpu()
+                        row, latent = row.cpu(), latent.cpu()
+                        if h not in spills:
+                            spills[h] = CodeSpill(Path(tmp) / f"codes-{i}.bin", width[h], z.dtype)
+                        spills[h].add(batch.seq_index[s : s + rows], row, latent, value)
+                        f = is_forget[s : s + rows][row]
+                        n_f = int(is_forget[s : s + rows].sum())
+                        sides[h][0].add_codes(n_f, latent[f], value[f])
+                        sides[h][1].add_codes(int(z.shape[0]) - n_f, latent[~f], value[~f])
+                        del z, xs
             selections, skipped = select_per_hook(sides, n_latents, scorer, threshold, candidates)
             # each text's evidence per SAE: max over its tokens of the relevant latents' sum, from the spill
             evidence = {

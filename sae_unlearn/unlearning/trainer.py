@@ -192,10 +192,11 @@ def _train(
         guard_batches = run.retain_batches[: max(1, min(4, len(run.retain_batches)))]
         start_loss = best_loss = retain_lm_loss(model, guard_batches)
         best_state = {n: p.detach().clone() for n, p in params.items()}
-        # float32 masters: bfloat16's 8-bit mantissa would round away Adam's small steps
+        # float32 masters: bfloat16's 8-bit mantissa would round away Adam's small steps. One AdamW per
+        # matrix (Adam is elementwise: the same steps as one optimiser over all of them), stepped one
+        # after the other, so a constraint needs one matrix's copy at a time, not the whole set's
         master = {n: p.detach().float().clone().requires_grad_(True) for n, p in params.items()}
-        initial32 = {n: w.detach().clone() for n, w in master.items()}
-        opt = torch.optim.AdamW(list(master.values()), lr=config.lr, weight_decay=0.0)
+        opts = {n: torch.optim.AdamW([w], lr=config.lr, weight_decay=0.0) for n, w in master.items()}
         gen = seeded_generator(config.seed + 2)
         step_times: list[float] = []
         t_start = time.perf_counter()
@@ -217,17 +218,21 @@ def _train(
                     f"{method.name}: non-finite loss at step {step} ({shown}); lower lr={config.lr}. "
                     "The model was restored."
                 )
-            opt.zero_grad(set_to_none=True)
+            for w in master.values():
+                w.grad = None
             loss.backward()
             for n, p in params.items():
                 grad = None if p.grad is None else method.grad_transform(n, p.grad.float())
                 master[n].grad, p.grad = grad, None
             with torch.no_grad():
-                before = {n: w.detach().clone() for n, w in master.items()} if method.has_constraint else {}
-                opt.step()
                 for n, p in params.items():
-                    if method.has_constraint:
-                        master[n].copy_(method.constrain(n, master[n].detach(), before[n], initial32[n]))
+                    before = master[n].detach().clone() if method.has_constraint else None
+                    opts[n].step()
+                    master[n].grad = None
+                    if before is not None:
+                        initial32 = run.initial[n].float()
+                        master[n].copy_(method.constrain(n, master[n].detach(), before, initial32))
+                        del before, initial32
                     p.copy_(master[n])
             step_times.append(time.perf_counter() - t0)
             row = {"step": step, **{k: float(v.detach()) for k, v in terms.items()}}

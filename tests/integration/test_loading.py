@@ -21,6 +21,18 @@ def test_bridge_matches_hf_logits(secrets_model):
         torch.testing.assert_close(secrets_model.logits(ids), ref(ids).logits, rtol=0, atol=1e-5)
 
 
+def test_next_token_logprobs_in_chunks_equal_one_log_softmax(secrets_model, monkeypatch):
+    from sae_unlearn.models import loading
+
+    ids = secrets_model.tokenize(["Alice lives in Paris and works as a baker.", "Bob."]).input_ids
+    whole = secrets_model.logits(ids).float().log_softmax(-1)[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+    assert torch.equal(secrets_model.next_token_logprobs(ids), whole)
+    # one row per model call and three positions per log-softmax block
+    vocab = int(secrets_model.bridge.cfg.d_vocab)
+    monkeypatch.setattr(loading, "LOGITS_CHUNK_BYTES", 4 * 3 * vocab)
+    assert torch.equal(secrets_model.next_token_logprobs(ids), whole)
+
+
 def test_weight_changes_land_in_the_hf_model_and_not_on_disk(tmp_path):
     src = tmp_path / "m"
     shutil.copytree(zoo_model_path("secrets"), src)

@@ -21,11 +21,14 @@ def _assert_same_selection(stored, streamed, rtol: float | None = None) -> None:
     looser, where the two paths encode different batches of rows and the float32 codes differ
     in their last bits)."""
     tol = {} if rtol is None else {"rtol": rtol, "atol": 1e-7}
+    # codes equal to float32 rounding can reorder two nearly equal texts (one pair of the AUROC, a
+    # bootstrap percentile)
+    score_tol = 1e-9 if rtol is None else 1e-3
     assert streamed.hook == stored.hook and streamed.layer == stored.layer
     assert streamed.layer_scores.keys() == stored.layer_scores.keys()
     for h, score in stored.layer_scores.items():
-        assert streamed.layer_scores[h] == pytest.approx(score, abs=1e-9), h
-        assert streamed.layer_score_intervals[h] == pytest.approx(stored.layer_score_intervals[h], abs=1e-9), h
+        assert streamed.layer_scores[h] == pytest.approx(score, abs=score_tol), h
+        assert streamed.layer_score_intervals[h] == pytest.approx(stored.layer_score_intervals[h], abs=score_tol), h
         a, b = stored.selections[h], streamed.selections[h]
         assert torch.equal(a.relevant, b.relevant), h
         assert torch.equal(a.irrelevant, b.irrelevant), h
@@ -34,11 +37,18 @@ def _assert_same_selection(stored, streamed, rtol: float | None = None) -> None:
         torch.testing.assert_close(a.stats.sq_mean_retain, b.stats.sq_mean_retain, **tol)
 
 
-def test_streaming_agrees_with_the_stored_path_on_secrets(secrets_model, stage):
+@pytest.mark.parametrize("block_rows", [None, 7], ids=["whole batches", "7-token encode blocks"])
+def test_streaming_agrees_with_the_stored_path_on_secrets(secrets_model, stage, monkeypatch, block_rows):
+    from sae_unlearn.selection import streaming
+
     data, st = stage
+    if block_rows is not None:  # a batch's tokens encoded a few at a time: the same selection
+        width = next(iter(st.fit.saes.values())).cfg.d_sae
+        monkeypatch.setattr(streaming, "ENCODE_BLOCK_BYTES", 4 * width * block_rows)
     streamed = sae_stage(secrets_model, data, None, saes=st.fit.saes, n_latents=64, streaming=True, progress=False)
     assert streamed.store is None and streamed.forget_mask is None
-    _assert_same_selection(st.selection, streamed.selection)
+    # in blocks of other sizes the float32 matmuls round differently in the last bits
+    _assert_same_selection(st.selection, streamed.selection, rtol=None if block_rows is None else 1e-5)
     assert torch.equal(streamed.subspaces.relevant.basis, st.subspaces.relevant.basis)
     # the reconstruction statistics gathered on the way equal the stored path's on every token
     for h, sae in st.fit.saes.items():
