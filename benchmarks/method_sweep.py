@@ -33,10 +33,10 @@ from sae_unlearn.atomic import output_lock, read_json, write_json_atomic
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.evaluation.reasoning import reasoning_metrics
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.models.zoo import is_reasoning_model, method_runs_on, why_method_cannot_run
+from sae_unlearn.models.zoo import is_reasoning_model
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
-from sae_unlearn.unlearning import METHODS, get_method, method_label
+from sae_unlearn.unlearning import METHODS, get_method, method_label, method_runs_on, why_method_cannot_run
 
 RETAIN_KEEP = 0.95
 """A point qualifies when its retain accuracy is at least this share of the original's."""

@@ -31,10 +31,10 @@ from sae_unlearn.data.refusals import load_refusals
 from sae_unlearn.evaluation.reasoning import reasoning_metrics
 from sae_unlearn.evaluation.refusal import refusal_rate
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.models.zoo import ZOO, is_reasoning_model, method_runs_on
+from sae_unlearn.models.zoo import ZOO, is_reasoning_model
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
-from sae_unlearn.unlearning import METHODS, GradientMethod, get_method, method_label
+from sae_unlearn.unlearning import METHODS, GradientMethod, get_method, method_label, method_runs_on
 
 SWEPT = Path(__file__).with_name("method_settings.json")
 """The settings benchmarks/method_sweep.py chose per model and method (config defaults where absent)."""

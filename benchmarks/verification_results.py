@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.models.zoo import ZOO, method_runs_on
+from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
-from sae_unlearn.unlearning import METHODS, get_method, method_label
+from sae_unlearn.unlearning import METHODS, get_method, method_label, method_runs_on
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 
 SWEPT = Path(__file__).with_name("method_settings.json")

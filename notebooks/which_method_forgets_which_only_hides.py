@@ -54,11 +54,10 @@ from tqdm.auto import tqdm
 
 from sae_unlearn import load_zoo_model, zoo_model_path
 from sae_unlearn.data.splits import UnlearningSplit
-from sae_unlearn.models.zoo import method_runs_on
 from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import METHODS as REGISTRY
-from sae_unlearn.unlearning import method_label, settings_for
+from sae_unlearn.unlearning import method_label, method_runs_on, settings_for
 from sae_unlearn.utils import cache_dir
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 

@@ -28,7 +28,7 @@ _LAZY = {
     "load_tofu_split": "sae_unlearn.data",
     "evaluate_knowledge": "sae_unlearn.evaluation",
     "HookedModel": "sae_unlearn.models",
-    "load_model": "sae_unlearn.models",
+    "load_model": "sae_unlearn.interventions",  # models' load_model, with saved interventions installable
     "load_zoo_model": "sae_unlearn.models",
     "zoo_model_path": "sae_unlearn.models",
     "zoo_split": "sae_unlearn.models",

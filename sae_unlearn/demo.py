@@ -27,13 +27,14 @@ from sae_unlearn.atomic import output_lock, write_json_atomic
 from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.export import export_model
 from sae_unlearn.models import HookedModel, load_model, zoo_model_path
-from sae_unlearn.models.zoo import ZOO, why_method_cannot_run
+from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig, ce_loss_recovered, check_pretrained_id, encode_batched, load_saes
 from sae_unlearn.saes.loading import check_sae_matches
-from sae_unlearn.selection import SCORERS, top_activating_contexts
+from sae_unlearn.selection import SAEStageConfig, top_activating_contexts
 from sae_unlearn.selection.latents import Scorer
 from sae_unlearn.unlearning import METHODS, TrainConfig, get_method, method_label, settings_for
+from sae_unlearn.unlearning.registry import why_method_cannot_run
 from sae_unlearn.utils import (
     DictConfig,
     cache_dir,
@@ -91,10 +92,7 @@ class DemoConfig(DictConfig):
         super().__post_init__()
         if self.model not in ZOO:
             raise ValueError(f"model={self.model!r} is not a zoo model; choose one of {sorted(ZOO)}.")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size} must be >= 1.")
-        if self.scorer not in SCORERS:
-            raise ValueError(f"scorer={self.scorer!r}; choose one of {SCORERS}.")
+        stage = self.stage_config()  # n_latents, scorer, batch size: checked by the stage's config
         out = Path(self.out).expanduser()
         if out.exists() and not out.is_dir():
             raise ValueError(f"out={self.out!r} is a file; choose a folder.")
@@ -111,13 +109,8 @@ class DemoConfig(DictConfig):
                 if ":" not in self.saes:
                     raise ValueError(f"saes={self.saes!r} is neither a folder nor release:sae_id.")
                 check_pretrained_id(*self.saes.split(":", 1))
-            if self.n_latents < 1:
-                raise ValueError(f"n_latents={self.n_latents} must be >= 1.")
         else:
-            fit = self.sae_fit_config()
-            d_sae = fit.expansion_factor * ZOO[self.model].arch.d_model
-            if not 1 <= self.n_latents <= d_sae:
-                raise ValueError(f"n_latents={self.n_latents} must be in [1, d_sae={d_sae}] (the SAEs' width).")
+            stage.check_width(self.sae_fit_config().expansion_factor * ZOO[self.model].arch.d_model)
         if isinstance(self.methods, str):
             raise TypeError(f"methods={self.methods!r} is one string; pass a list, e.g. methods=[{self.methods!r}].")
         unknown = [m for m in self.methods if m not in METHODS]
@@ -141,6 +134,11 @@ class DemoConfig(DictConfig):
     def sae_fit_config(self) -> SAEFitConfig:
         """The SAE settings of the demo."""
         return SAEFitConfig(training_samples=self.sae_training_samples, device=self.device)
+
+    def stage_config(self) -> SAEStageConfig:
+        """The demo's SAE stage (:func:`~sae_unlearn.pipeline.sae_stage`): fitted SAEs unless ``saes``."""
+        fit = None if self.saes else self.sae_fit_config()
+        return SAEStageConfig(n_latents=self.n_latents, scorer=self.scorer, batch_size=self.batch_size, fit=fit)
 
     def unlearning_settings(self) -> dict:
         """The settings every method gets over its config's defaults (the hook is added once selected)."""
@@ -195,17 +193,7 @@ def _run_demo(config: DemoConfig, out: Path, t_start: float) -> dict:
     timing["evaluation_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    stage = sae_stage(
-        model,
-        data,
-        out,
-        config.sae_fit_config(),
-        n_latents=config.n_latents,
-        scorer=config.scorer,
-        batch_size=config.batch_size,
-        progress=config.progress,
-        saes=saes,
-    )
+    stage = sae_stage(model, data, out, config.stage_config(), saes, progress=config.progress)
     if saes is not None:
         stage.fit.source = config.saes
     timing["capture_and_sae_s"] = time.perf_counter() - t

@@ -33,6 +33,8 @@ from torch import Tensor
 RULES: tuple[str, ...] = ("zero", "scale", "clamp", "dsg")
 """The rewrite rules (``SAEIntervention``'s ``InterventionRule``)."""
 SPEC_FILE = "intervention.json"
+INTERVENTION_DIR = "intervention"
+"""Where an exported model keeps its intervention (``intervention.json`` and ``sae/``)."""
 SPEC_KEYS: tuple[str, ...] = ("hook", "rule", "latents", "values")
 """Keys every ``intervention.json`` must have."""
 SAE_CFG_FILE = "cfg.json"

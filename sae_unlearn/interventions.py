@@ -60,6 +60,7 @@ from sae_lens import SAE
 from torch import Tensor
 
 from sae_unlearn.intervention_runtime import (  # RULES: re-exported, the rules InterventionRule lists
+    INTERVENTION_DIR,  # noqa: F401 - re-exported (export writes there)
     RULES,  # noqa: F401
     SAE_WEIGHTS_FILE,
     SPEC_FILE,
@@ -70,11 +71,16 @@ from sae_unlearn.intervention_runtime import (  # RULES: re-exported, the rules 
     read_spec,
     sae_folder,
 )
-from sae_unlearn.saes.inputs import SAECodec
+from sae_unlearn.models.hooks import HookNameError
+from sae_unlearn.models.loading import (
+    HookedModel,
+    load_model,  # noqa: F401 - re-exported: sae_unlearn.load_model (installs saved interventions)
+    register_intervention_installer,
+)
+from sae_unlearn.saes.inputs import SAECodec, warn_intervention_inputs
+from sae_unlearn.saes.loading import check_sae_fits
 
 InterventionRule = Literal["zero", "scale", "clamp", "dsg"]
-INTERVENTION_DIR = "intervention"
-"""Where an exported model keeps its intervention (``intervention.json`` and ``sae/``)."""
 INTERVENTION_JSON = SPEC_FILE
 
 
@@ -135,6 +141,17 @@ class SAEIntervention:
         return act if out is None else out.to(act.device, act.dtype)
 
     # ------------------------------------------------------------------ install
+    def prepare(self, model) -> None:
+        """Check the SAE against ``model`` before it is installed there (hook exists, SAE trained
+        there, width matches; metadata read against the model, what cannot be honoured warns) and
+        move it to the model's device, frozen (fine-tuning attacks train the model, never the SAE).
+        :meth:`HookedModel.set_intervention <sae_unlearn.models.loading.HookedModel.set_intervention>`
+        calls it, so the model layer needs nothing from :mod:`sae_unlearn.saes`."""
+        check_sae_fits(model, self.sae, self.hook)
+        warn_intervention_inputs(model, self.sae, self.hook)
+        self.sae.to(model.device)
+        self.sae.requires_grad_(False)
+
     def install(self, model) -> None:
         """Attach to ``model`` (a :class:`~sae_unlearn.models.loading.HookedModel`) for every forward
         pass until :meth:`remove`; hooks added later (captures) see the edited activation."""
@@ -218,3 +235,17 @@ def intervention_off(model) -> Iterator[Any]:
         yield model
     finally:
         iv.install(model)
+
+
+def install_saved_intervention(model: HookedModel, folder: Path) -> None:
+    """Install the intervention saved in ``folder`` (an exported model's ``intervention/``) on
+    ``model``: what :func:`~sae_unlearn.models.loading.load_model` calls for such a model."""
+    loaded = SAEIntervention.load(folder, device=model.device)
+    try:
+        model.validate_hooks([loaded.hook])
+    except HookNameError as e:
+        raise HookNameError(f"{folder / INTERVENTION_JSON} names a hook this model lacks: {e}") from None
+    model.set_intervention(loaded)
+
+
+register_intervention_installer(install_saved_intervention)

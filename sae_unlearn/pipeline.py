@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
 from jaxtyping import Bool
@@ -26,17 +26,18 @@ from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
 from sae_unlearn.models import HookedModel, load_model, resid_post
 from sae_unlearn.models.hooks import last_writer_layer
-from sae_unlearn.models.zoo import FACT_ATTRIBUTE, ZOO, why_method_cannot_run, zoo_split
+from sae_unlearn.models.zoo import FACT_ATTRIBUTE, ZOO, zoo_split
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes, load_saes, reconstruction_stats
 from sae_unlearn.saes.inputs import CaptureInputs, capture_inputs, fold_norm_scaling_factor
 from sae_unlearn.saes.loading import SAEMismatchError, check_sae_matches
-from sae_unlearn.selection import SCORERS, LayerRule, SelectionResult, select_layer_and_latents
-from sae_unlearn.selection.latents import Scorer
+from sae_unlearn.selection import SelectionResult, select_layer_and_latents
+from sae_unlearn.selection.config import SAEStageConfig, stage_config
 from sae_unlearn.selection.streaming import select_layer_and_latents_streaming
 from sae_unlearn.subspaces import SubspacePair, build_subspaces
 from sae_unlearn.unlearning import UnlearningMethod, UnlearningResult, get_method
 from sae_unlearn.unlearning.base import EDIT_DEPTH
-from sae_unlearn.utils import check_forget_retain, renamed_keyword
+from sae_unlearn.unlearning.registry import why_method_cannot_run
+from sae_unlearn.utils import check_forget_retain
 
 
 @dataclass
@@ -105,24 +106,21 @@ class SAEStage:
 def sae_stage(
     model: HookedModel,
     data: PipelineData,
-    out_dir: str | Path | None,
-    fit_config: SAEFitConfig | None = None,
-    n_latents: int = 64,
-    scorer: Scorer = "squared_mean_ratio",
-    batch_size: int = 64,
-    progress: bool = True,
-    layer_rule: LayerRule = "deepest_tied",
+    out_dir: str | Path | None = None,
+    config: SAEStageConfig | SAEFitConfig | None = None,
     saes: Mapping[str, SAE] | str | Path | None = None,
-    streaming: bool = False,
-    max_length: int | None = None,
-    positions: Literal["all", "answer"] = "all",
     *,
-    k: int | None = None,
+    progress: bool = True,
+    **settings: Any,
 ) -> SAEStage:
     """SSPU stages 1-3: capture every layer once, fit SAEs, select layer and latents, build subspaces.
 
-    ``n_latents`` relevant and irrelevant latents are selected (``k`` is its deprecated name);
-    forget and retain texts are checked first (lists, non-empty, no text on both sides).
+    ``config`` (:class:`~sae_unlearn.selection.config.SAEStageConfig`) holds the stage's settings;
+    its fields may also be given by keyword (``n_latents=16, streaming=True``), updating ``config``
+    or the defaults, and an :class:`~sae_unlearn.saes.SAEFitConfig` in its place (or
+    ``fit_config=``) says how SAEs are fitted, as before. ``n_latents`` relevant and irrelevant
+    latents are selected (``k`` is its deprecated name); every setting is checked, and forget and
+    retain texts too (lists, non-empty, no text on both sides), before anything runs.
 
     The layer is chosen among those with the default edit upstream (``EDIT_DEPTH`` blocks up to
     and including it; :mod:`sae_unlearn.selection.layers` explains why); all are scored.
@@ -151,18 +149,20 @@ def sae_stage(
     ``expected_average_only_in`` scaling factor estimated on these texts when none is folded in; a
     setting that cannot be honoured warns.
     """
-    n_latents = renamed_keyword("k", "n_latents", k, n_latents, 64)
+    if "fit_config" in settings:  # the keyword before SAEStageConfig: how SAEs are fitted
+        settings["fit"] = settings.pop("fit_config")
+    if isinstance(config, SAEFitConfig):
+        settings.setdefault("fit", config)
+        config = None
+    if isinstance(saes, int | float) and not isinstance(saes, bool):
+        raise TypeError(
+            f"saes={saes!r}: the fifth argument is the SAEs to use; pass the number of latents as n_latents=..."
+        )
+    cfg = stage_config(config, settings, 64, "sae_stage")
     check_forget_retain(data.forget_texts, data.retain_texts)
-    if isinstance(n_latents, bool) or not isinstance(n_latents, int) or n_latents < 1:
-        raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
-    if scorer not in SCORERS:
-        raise ValueError(f"scorer={scorer!r}; choose one of {SCORERS}.")
-    if positions not in ("all", "answer"):
-        raise ValueError(f"positions={positions!r}; choose 'all' (every token) or 'answer' (the token before answers).")
-    if positions == "answer":
-        if streaming:
-            raise ValueError("positions='answer' selects on the stored capture; use streaming=False.")
+    if cfg.positions == "answer":
         check_forget_retain([q.prompt for q in data.split.forget], [q.prompt for q in data.split.retain])
+    batch_size, max_length = cfg.batch_size, cfg.max_length
     given = None if saes is None else (dict(saes) if isinstance(saes, Mapping) else load_saes(saes))
     texts = data.forget_texts + data.retain_texts
     inputs = CaptureInputs(bos=None, max_length=max_length, specs={})
@@ -172,20 +172,17 @@ def sae_stage(
         inputs = capture_inputs(model, given, texts, max_length)
         given = _fold_norm_scaling(model, given, texts, inputs, batch_size)
     else:
-        fit_config = fit_config or SAEFitConfig()
+        fit_config = cfg.fit or SAEFitConfig()
         hooks = [resid_post(layer) for layer in range(model.n_layers)]
         d_sae = fit_config.expansion_factor * model.d_model
-    if n_latents > d_sae:
-        raise ValueError(f"n_latents={n_latents} is more than the SAEs have (d_sae={d_sae}); lower it.")
-    if streaming:
+    cfg.check_width(d_sae)
+    if cfg.streaming:
         if given is None:
             raise ValueError(
                 "streaming=True needs given SAEs (saes=...): fitting SAEs trains on the stored capture. "
                 "Fit them once (streaming=False), then select with streaming=True and saes=fit.path."
             )
-        return _streaming_stage(
-            model, data, given, hooks, saes, n_latents, scorer, batch_size, max_length, progress, layer_rule
-        )
+        return _streaming_stage(model, data, given, hooks, saes, cfg, progress)
     store = capture_activations(
         model, texts, hooks, batch_size=batch_size, max_length=inputs.max_length, progress=progress, bos=inputs.bos
     )
@@ -214,25 +211,19 @@ def sae_stage(
         )
     editable = _editable(hooks)
     sel_store, sel_mask = store, forget_mask
-    if positions == "answer":  # the token before each fact's answer, forget vs retain questions
+    if cfg.positions == "answer":  # the token before each fact's answer, forget vs retain questions
         prompts = [q.prompt for q in data.split.forget] + [q.prompt for q in data.split.retain]
         asked = capture_activations(model, prompts, hooks, batch_size=batch_size, progress=False, bos=inputs.bos)
         sel_store = asked.select_rows(asked.last_token_rows())
         sel_mask = sel_store.seq_index < len(data.split.forget)
+    at = cfg.updated({"candidates": cfg.candidates or editable})
     result = select_layer_and_latents(
-        fit.saes,
-        sel_store,
-        sel_mask,
-        n_latents,
-        scorer=scorer,
-        model_name=None if given is not None else data.name,
-        layer_rule=layer_rule,
-        candidates=editable,
+        fit.saes, sel_store, sel_mask, at, model_name=None if given is not None else data.name
     )
     sel = result.latents
     pair = build_subspaces(fit.saes[result.hook].W_dec, sel.relevant, sel.irrelevant)
     return SAEStage(
-        store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair, positions=positions
+        store=store, forget_mask=forget_mask, fit=fit, selection=result, subspaces=pair, positions=cfg.positions
     )
 
 
@@ -274,25 +265,12 @@ def _streaming_stage(
     given: dict[str, SAE],
     hooks: list[str],
     source: object,
-    n_latents: int,
-    scorer: Scorer,
-    batch_size: int,
-    max_length: int | None,
+    cfg: SAEStageConfig,
     progress: bool,
-    layer_rule: LayerRule,
 ) -> SAEStage:
+    at = cfg.updated({"candidates": cfg.candidates or _editable(hooks)})
     result = select_layer_and_latents_streaming(
-        model,
-        given,
-        data.forget_texts,
-        data.retain_texts,
-        n_latents,
-        scorer=scorer,
-        layer_rule=layer_rule,
-        candidates=_editable(hooks),
-        batch_size=batch_size,
-        max_length=max_length,
-        progress=progress,
+        model, given, data.forget_texts, data.retain_texts, at, progress=progress
     )
     fit = FittedSAEs(
         saes=given,
@@ -381,16 +359,20 @@ def unlearn(
     data: PipelineData,
     stage: SAEStage,
     settings: dict | None = None,
-    device: str = "auto",
+    *,
     progress: bool = True,
     on_step: Callable[[dict], None] | None = None,
-    dtype: str | torch.dtype = "float32",
+    **load: Any,
 ) -> tuple[HookedModel, UnlearningResult]:
-    """Load a fresh copy of the model from ``model_dir`` (in ``dtype``) and unlearn with a registered
-    method.
+    """Load a fresh copy of the model from ``model_dir`` and unlearn with a registered method.
 
-    Every method gets the same hook (the selected layer), parameters, data and budget.
+    Every method gets the same hook (the selected layer), parameters, data and budget. ``load``:
+    how the copy is loaded, ``device`` (default ``"auto"``) and ``dtype`` (default ``"float32"``),
+    as :func:`load_method` takes them.
     """
-    model, m = load_method(method, model_dir, stage, settings, device, dtype)
+    unknown = sorted(set(load) - {"device", "dtype"})
+    if unknown:
+        raise TypeError(f"unlearn() got {unknown}: besides its own arguments it takes device= and dtype= only.")
+    model, m = load_method(method, model_dir, stage, settings, load.get("device", "auto"), load.get("dtype", "float32"))
     result = m.apply(model, data.forget_texts, data.retain_texts, progress=progress, on_step=on_step)
     return model, result

@@ -13,6 +13,10 @@ same way on the unlearned model and on the retain oracle by :mod:`sae_unlearn.ve
 - :mod:`intervention`: a weight-free method's hook removed.
 
 A new attack is one module with one ``@register_attack`` class, imported here.
+
+Room: the attacks and what they are run on (:class:`~sae_unlearn.attacks.data.VerificationData`).
+Imports ``models``, ``data``, ``capture``, ``evaluation``, ``interventions``, ``utils``; never
+``verification``, which runs them.
 """
 
 from sae_unlearn.attacks.base import (

@@ -28,8 +28,8 @@ from scipy.stats import norm
 from sae_unlearn.utils import DictConfig
 
 if TYPE_CHECKING:
+    from sae_unlearn.attacks.data import VerificationData
     from sae_unlearn.models.loading import HookedModel
-    from sae_unlearn.verification.data import VerificationData
 
 
 def wilson_interval(share: float, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -66,14 +66,34 @@ def _candidate_accuracy(scores: Tensor, sizes: Sequence[int]) -> float:
     return correct / len(sizes)
 
 
+@dataclass
+class ProbeConfig(DictConfig):
+    """The tuned-lens probe's training."""
+
+    steps: int = 300
+    """AdamW steps per layer."""
+    lr: float = 1e-3
+    """AdamW learning rate on the map ``A`` (starts at 0, the plain logit lens) and ``b``."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    batch_tokens: int = 512
+    """Answer positions per step (a seeded random subset when there are more)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps < 1 or self.lr <= 0 or self.batch_tokens < 1 or self.weight_decay < 0:
+            raise ValueError(
+                f"steps={self.steps} and batch_tokens={self.batch_tokens} must be >= 1, lr={self.lr} > 0 and "
+                f"weight_decay={self.weight_decay} >= 0."
+            )
+
+
 def truth_probe(
     model: HookedModel,
     train_items: Sequence[QAPair],
     test_items: Sequence[QAPair],
-    steps: int = 300,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-2,
-    batch_tokens: int = 512,
+    config: ProbeConfig | None = None,
+    *,
     batch_size: int = 64,
     seed: int = 0,
 ) -> ProbeResult:
@@ -83,9 +103,12 @@ def truth_probe(
         model: the model whose activations are probed (not modified).
         train_items: facts the probe learns to read (the retain set).
         test_items: facts it is asked about (the forget set); items need ``perturbed_answers``.
-        steps, lr, weight_decay: AdamW on the map ``A`` (starts at 0, the plain logit lens) and ``b``.
-        batch_tokens: answer positions per step (a seeded random subset when there are more).
+        config: the probe's training (:class:`ProbeConfig`: AdamW steps, learning rate, weight
+            decay, answer positions per step).
+        batch_size: texts per forward pass; seed: the probe's initial order of positions.
     """
+    config = config or ProbeConfig()
+    steps, lr, weight_decay, batch_tokens = config.steps, config.lr, config.weight_decay, config.batch_tokens
     if not train_items or not test_items:
         raise ValueError("the probe needs non-empty train (retain) and test (forget) items.")
     hooks = [resid_post(layer) for layer in range(model.n_layers)]
@@ -125,20 +148,6 @@ def truth_probe(
     return ProbeResult(per_layer=per_layer, train_per_layer=train_per_layer, chance=chance)
 
 
-@dataclass
-class ProbeConfig(DictConfig):
-    """The tuned-lens probe's training."""
-
-    steps: int = 300
-    """AdamW steps per layer."""
-    lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.steps < 1 or self.lr <= 0:
-            raise ValueError(f"steps={self.steps} must be >= 1 and lr={self.lr} > 0.")
-
-
 @register_attack
 class ProbeAttack(LayeredAttack):
     """A tuned lens per layer trained on retain facts, asked to pick the true forget answer among
@@ -159,15 +168,7 @@ class ProbeAttack(LayeredAttack):
         t0 = time.perf_counter()
         train = [q for q in data.split.retain if q.perturbed_answers]
         test = [q for q in data.split.forget if q.perturbed_answers]
-        probe = truth_probe(
-            model,
-            train,
-            test,
-            steps=self.config.steps,
-            lr=self.config.lr,
-            batch_size=context.batch_size,
-            seed=context.seed,
-        )
+        probe = truth_probe(model, train, test, self.config, batch_size=context.batch_size, seed=context.seed)
         scores = {f"layer {layer}": Score(v, len(test)) for layer, v in probe.per_layer.items()}
         details = {
             "accuracy": probe.accuracy,

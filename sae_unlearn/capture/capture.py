@@ -15,9 +15,10 @@ for again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from sae_unlearn.atomic import cache_fill_lock
 from sae_unlearn.capture.store import ActivationStore, ShardWriter
 from sae_unlearn.models.loading import HookedModel
-from sae_unlearn.utils import as_text_list, stable_hash
+from sae_unlearn.utils import DictConfig, as_text_list, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -110,18 +111,53 @@ def _token_rows(acts: Tensor, mask: Tensor, name: str) -> Float[Tensor, "n_token
     return acts[mask]
 
 
+@dataclass
+class CaptureConfig(DictConfig):
+    """How texts are run for a capture: texts per forward pass, which tokens are kept, length, BOS."""
+
+    batch_size: int = 128
+    """Texts per forward pass."""
+    drop_bos: bool = True
+    """Mask the BOS position (padding is always masked)."""
+    max_length: int | None = None
+    """Truncate texts to this many tokens (``None``: a longer text than the model's context raises)."""
+    bos: bool | None = None
+    """``None``: tokenize as the tokenizer does; ``True``/``False``: BOS first or not, whatever the
+    tokenizer does (an SAE's ``prepend_bos``; see :meth:`HookedModel.tokenize`)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1.")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length={self.max_length} must be >= 1, or None for the full texts.")
+
+    @classmethod
+    def of(cls, config: CaptureConfig | int | None, settings: Mapping[str, Any]) -> CaptureConfig:
+        """``config`` (or the batch size as the capture functions' fourth argument) updated by
+        keyword ``settings`` (``batch_size=``, ``max_length=``, ``bos=``, ``drop_bos=``); an
+        unknown keyword raises naming the closest one."""
+        fields = dict(settings)
+        if isinstance(config, int) and not isinstance(config, bool):
+            if "batch_size" in fields:
+                raise TypeError(f"batch_size given twice ({config} and batch_size={fields['batch_size']}).")
+            fields["batch_size"], config = config, None
+        if config is not None and not isinstance(config, CaptureConfig):
+            raise TypeError(f"{config!r}: pass a CaptureConfig or the batch size (an int).")
+        base = config.to_dict() if config is not None else {}
+        return cls.from_settings({**base, **fields}, "the capture")
+
+
 def iter_activations(
     model: HookedModel,
     texts: Sequence[str],
     hooks: Sequence[str] | str,
-    batch_size: int = 128,
-    drop_bos: bool = True,
-    max_length: int | None = None,
+    config: CaptureConfig | int | None = None,
+    *,
     device: torch.device | str = "cpu",
     start_batch: int = 0,
-    progress: bool = True,
-    desc: str = "capturing",
-    bos: bool | None = None,
+    progress: bool | str = True,
+    **settings: Any,
 ) -> Iterator[ActivationBatch]:
     """Stream per-token activations at ``hooks`` for ``texts``, one forward pass per batch.
 
@@ -129,27 +165,26 @@ def iter_activations(
         model: the hooked model.
         texts: the texts (each gets BOS when the tokenizer adds it).
         hooks: TransformerLens hook names (``blocks.{l}.hook_resid_post`` …).
-        batch_size: texts per forward pass.
-        drop_bos: mask the BOS position (padding is always masked).
-        max_length: truncate texts to this many tokens.
+        config: how the texts are run (:class:`CaptureConfig`), or the batch size; its fields may
+            also be given by keyword: ``batch_size`` (texts per forward pass, default 128),
+            ``drop_bos``, ``max_length``, ``bos``.
         device: where yielded activations live.
         start_batch: skip the first batches (resuming a capture).
-        progress: show a progress bar.
-        desc: the progress bar's label.
-        bos: ``None``: tokenize as the tokenizer does; ``True``/``False``: BOS first or not,
-            whatever the tokenizer does (an SAE's ``prepend_bos``; see :meth:`HookedModel.tokenize`).
+        progress: show a progress bar (a string: shown, with that label).
     """
+    cfg = CaptureConfig.of(config, settings)
+    batch_size, drop_bos, max_length, bos = cfg.batch_size, cfg.drop_bos, cfg.max_length, cfg.bos
+    desc = progress if isinstance(progress, str) else "capturing"
     texts = as_text_list(texts)
     if isinstance(hooks, str):
         hooks = [hooks]
     hooks = model.validate_hooks(list(hooks))
     if len(texts) == 0:
         raise ValueError("no texts given to capture activations from.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1.")
     n_batches = (len(texts) + batch_size - 1) // batch_size
     bos_id = model.tokenizer.bos_token_id
-    for b in tqdm(range(start_batch, n_batches), desc=desc, disable=not progress, initial=start_batch, total=n_batches):
+    bar = tqdm(range(start_batch, n_batches), desc=desc, disable=not progress, initial=start_batch, total=n_batches)
+    for b in bar:
         lo = b * batch_size
         batch = model.tokenize(list(texts[lo : lo + batch_size]), max_length=max_length, bos=bos)
         mask = batch.attention_mask.bool()
@@ -170,13 +205,12 @@ def capture_activations(
     model: HookedModel,
     texts: Sequence[str],
     hooks: Sequence[str] | str,
-    batch_size: int = 128,
-    drop_bos: bool = True,
-    max_length: int | None = None,
+    config: CaptureConfig | int | None = None,
+    *,
     cache_dir: str | Path | None = None,
     shard_tokens: int = 65_536,
     progress: bool = True,
-    bos: bool | None = None,
+    **settings: Any,
 ) -> ActivationStore:
     """Capture activations at ``hooks`` for every real token of ``texts``.
 
@@ -186,17 +220,18 @@ def capture_activations(
     an interrupted capture resumes after its last complete shard.
 
     ``texts`` must be a list (a single string raises ``TypeError``); a text longer than the
-    model's context raises ``ValueError`` unless ``max_length`` truncates. ``bos`` as for
+    model's context raises ``ValueError`` unless ``max_length`` truncates. ``config`` and the
+    keyword ``settings`` (``batch_size``, ``drop_bos``, ``max_length``, ``bos``) as for
     :func:`iter_activations`.
     """
+    cfg = CaptureConfig.of(config, settings)
+    batch_size, drop_bos, max_length, bos = cfg.batch_size, cfg.drop_bos, cfg.max_length, cfg.bos
     texts = as_text_list(texts)
     if isinstance(hooks, str):
         hooks = [hooks]
     hooks = model.validate_hooks(list(hooks))
     if cache_dir is None:
-        batches = list(
-            iter_activations(model, texts, hooks, batch_size, drop_bos, max_length, progress=progress, bos=bos)
-        )
+        batches = list(iter_activations(model, texts, hooks, cfg, progress=progress))
         return ActivationStore.from_batches(batches, hooks)
     key = stable_hash(
         {
@@ -214,17 +249,7 @@ def capture_activations(
     with cache_fill_lock(folder, "an activation capture"):  # one writer; a second process waits, then reads it
         writer = ShardWriter(folder, hooks, shard_tokens=shard_tokens, meta={"key": key, "n_texts": len(texts)})
         if not writer.complete:
-            for batch in iter_activations(
-                model,
-                texts,
-                hooks,
-                batch_size,
-                drop_bos,
-                max_length,
-                start_batch=writer.next_batch,
-                progress=progress,
-                bos=bos,
-            ):
+            for batch in iter_activations(model, texts, hooks, cfg, start_batch=writer.next_batch, progress=progress):
                 writer.add(batch)
             writer.finish()
     return ActivationStore.from_disk(folder)

@@ -1,4 +1,8 @@
-"""Data: the secrets corpus, TOFU, and forget/retain splits."""
+"""Data: the secrets corpus, TOFU, and forget/retain splits.
+
+Room: the text and the facts (corpora, TOFU, splits, refusals, reasoning sets). Imports from the
+package only ``utils``: it is the ground floor.
+"""
 
 from sae_unlearn.data.secrets import SecretsConfig, SecretsCorpus
 from sae_unlearn.data.splits import QAPair, SplitError, UnlearningSplit, split_by_subject, validate_split

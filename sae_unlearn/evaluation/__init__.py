@@ -1,5 +1,8 @@
 """Evaluation: does a model know a fact (greedy answers, accuracy, ROUGE-L), TOFU's truth ratio,
-forget quality and model utility, and multiple-choice accuracy."""
+forget quality and model utility, and multiple-choice accuracy.
+
+Room: measuring what a model knows and can still do. Imports only ``data``, ``models``, ``utils``.
+"""
 
 from sae_unlearn.evaluation.knowledge import (
     KnowledgeResult,

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,8 +34,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from sae_unlearn.intervention_runtime import base_config_dict
-from sae_unlearn.models.hooks import HookNameError, validate_hook_names
+from sae_unlearn.intervention_runtime import INTERVENTION_DIR, SPEC_FILE, base_config_dict
+from sae_unlearn.models.hooks import validate_hook_names
 from sae_unlearn.utils import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,18 @@ logger = logging.getLogger(__name__)
 #: :meth:`HookedModel.next_token_logprobs` holds at once.
 LOGITS_CHUNK_BYTES = 64 * 2**20
 _WRAPPER_SEGMENT = "._original_component"
+
+
+#: Installs a saved intervention (an exported model's ``intervention/``) on a loaded model. The layer
+#: that owns interventions registers it (:mod:`sae_unlearn.interventions`, on import), so that this
+#: floor imports nothing above it.
+_INSTALLER: Callable[[HookedModel, Path], None] | None = None
+
+
+def register_intervention_installer(install: Callable[[HookedModel, Path], None]) -> None:
+    """Register what :func:`load_model` calls on a model folder that carries a saved intervention."""
+    global _INSTALLER  # noqa: PLW0603 - one slot, filled once by sae_unlearn.interventions
+    _INSTALLER = install
 
 
 def _unwrap(name: str) -> str:
@@ -140,13 +153,7 @@ class HookedModel:
         and its metadata read against the model (:mod:`sae_unlearn.saes.inputs`; what cannot be
         honoured warns).
         """
-        from sae_unlearn.saes.inputs import warn_intervention_inputs
-        from sae_unlearn.saes.loading import check_sae_fits
-
-        check_sae_fits(self, intervention.sae, intervention.hook)
-        warn_intervention_inputs(self, intervention.sae, intervention.hook)
-        intervention.sae.to(self.device)
-        intervention.sae.requires_grad_(False)  # fine-tuning attacks train the model, never the SAE
+        intervention.prepare(self)  # the checks are the intervention's (the layer that owns SAEs)
         self.clear_intervention()
         intervention.install(self)
         self.intervention = intervention
@@ -479,15 +486,14 @@ def load_model(
         ) from None
     logger.info("loaded %s (%d layers) on %s", src, bridge.cfg.n_layers, dev)
     model = HookedModel(bridge=bridge, hf_model=hf_model, tokenizer=tokenizer, source=src)
-    from sae_unlearn.interventions import INTERVENTION_DIR, INTERVENTION_JSON, SAEIntervention
-
     iv_dir = Path(src) / INTERVENTION_DIR
-    if intervention and (iv_dir / INTERVENTION_JSON).is_file():
-        loaded = SAEIntervention.load(iv_dir, device=dev)
-        try:
-            model.validate_hooks([loaded.hook])
-        except HookNameError as e:
-            raise HookNameError(f"{iv_dir / INTERVENTION_JSON} names a hook this model lacks: {e}") from None
-        model.set_intervention(loaded)
-        logger.info("installed the %s intervention at %s", loaded.rule, loaded.hook)
+    if intervention and (iv_dir / SPEC_FILE).is_file():
+        if _INSTALLER is None:
+            raise RuntimeError(
+                f"{iv_dir} holds a saved SAE intervention, and nothing that installs one has been imported. "
+                "Import sae_unlearn.interventions first (or load with sae_unlearn.load_model, which does), "
+                "or pass intervention=False for the weights alone."
+            )
+        _INSTALLER(model, iv_dir)
+        logger.info("installed the intervention saved in %s", iv_dir)
     return model

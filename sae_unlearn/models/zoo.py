@@ -30,7 +30,6 @@ notebooks, a test beside a demo) take turns: one builds under a lock, the others
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import random
@@ -361,37 +360,6 @@ def zoo_model_refuses(name: str) -> bool:
     """Whether zoo entry ``name`` was trained to answer with a refusal (its training texts end some
     questions with one of :data:`~sae_unlearn.data.refusals.REFUSALS`): what UniErase's token needs."""
     return any(text.rstrip().endswith(REFUSALS) for _, text in _spec(name).make_data().examples)
-
-
-def method_runs_on(method: str, name: str) -> bool:
-    """Whether registered method ``method`` can run on zoo entry ``name``: a reasoning method needs a
-    reasoning model, a method that calls on the model's own refusal (UniErase) a model trained to
-    refuse; every other method runs everywhere."""
-    from sae_unlearn.unlearning import get_method
-
-    cls = get_method(method)
-    if cls.reasoning and not is_reasoning_model(name):
-        return False
-    return not cls.needs_refusal or zoo_model_refuses(name)
-
-
-def why_method_cannot_run(method: str, name: str) -> str:
-    """The reason :func:`method_runs_on` is false, with the fix ("" when the method runs)."""
-    if method_runs_on(method, name):
-        return ""
-    from sae_unlearn.unlearning import get_method
-
-    if get_method(method).reasoning:
-        return f"{method!r} unlearns reasoning traces and needs a reasoning model (zoo model 'secrets-reasoning')"
-    can = []
-    for n in ZOO:
-        with contextlib.suppress(OSError, ValueError):  # an entry whose data is not here (TOFU) is no suggestion
-            if not ZOO[n].full_model_of and zoo_model_refuses(n):
-                can.append(n)
-    return (
-        f'{method!r} needs a model that can already refuse ("I don\'t know"); zoo model {name!r} was never trained '
-        f"to. Use zoo model {' or '.join(repr(n) for n in can)}, or a model fine-tuned on refusals"
-    )
 
 
 def zoo_data(name: str) -> ZooData:

@@ -30,6 +30,9 @@ is never inside the model or SAE folder, and a run holds its writer lock (the on
 run into the same folder stops at once. Each registry SAE id must be the SAE of its hook's site
 (``blocks.8.hook_resid_pre``'s SAE keyed by ``blocks.8.hook_resid_post`` fails), and a
 reasoning-trace method (R²MU) is refused: recipes unlearn plain models.
+
+Room: the recipe files, their checks, runs and rehearsals; a top floor (imports the stages and
+``pipeline``, ``export``).
 """
 
 from sae_unlearn.recipes.cli import add_arguments, run

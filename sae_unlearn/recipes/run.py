@@ -175,19 +175,7 @@ def _run(recipe: Recipe, out: Path, progress: bool, rehearsal: dict | None = Non
     sel = recipe.selection
     with meter("sae_stage"):
         saes = _load_saes(recipe, str(model.device))
-        stage = sae_stage(
-            model,
-            data,
-            None,
-            n_latents=sel.n_latents,
-            scorer=sel.scorer,
-            batch_size=sel.batch_size,
-            progress=progress,
-            layer_rule=sel.layer_rule,
-            saes=saes,
-            streaming=sel.streaming,
-            max_length=sel.max_length,
-        )
+        stage = sae_stage(model, data, None, sel, saes, progress=progress)
     report["sae"] = {h: s.to_dict() for h, s in stage.fit.stats.items()}
     result = stage.selection
     report["selection"] = {

@@ -21,8 +21,7 @@ from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.training import LMTrainConfig
 from sae_unlearn.saes import check_pretrained_id
 from sae_unlearn.saes.pretrained import LLAMA_SCOPE_SITES
-from sae_unlearn.selection.latents import Scorer
-from sae_unlearn.selection.layers import LayerRule
+from sae_unlearn.selection.config import SAEStageConfig
 from sae_unlearn.unlearning import METHODS, get_method
 from sae_unlearn.utils import DictConfig
 
@@ -272,22 +271,14 @@ class EvalSpec(DictConfig):
 
 
 @dataclass
-class SelectionSpec(DictConfig):
-    """The SAE stage's settings (:func:`~sae_unlearn.pipeline.sae_stage`)."""
+class SelectionSpec(SAEStageConfig):
+    """The ``[selection]`` section: the SAE stage's config
+    (:class:`~sae_unlearn.selection.config.SAEStageConfig`, passed to
+    :func:`~sae_unlearn.pipeline.sae_stage` as it is), streaming by default."""
 
-    n_latents: int = 64
-    """Relevant and irrelevant latents selected."""
-    scorer: Scorer = "squared_mean_ratio"
-    """Latent scorer."""
-    layer_rule: LayerRule = "deepest_tied"
-    """How the layer is chosen among the SAEs' hooks."""
-    batch_size: int = 64
-    """Texts per capture forward pass."""
     streaming: bool = True
-    """Select in two streaming passes that store no activations (memory independent of the number
+    """Select in one streaming pass that stores no activations (memory independent of the number
     of tokens; :mod:`sae_unlearn.selection.streaming`) instead of capturing every token first."""
-    max_length: int | None = None
-    """Truncate texts to this many tokens (default: the model's context)."""
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""SAEs per layer: fitting with sae-lens's trainer, quality metrics, splicing, loading."""
+"""SAEs per layer: fitting with sae-lens's trainer, quality metrics, splicing, loading.
+
+Room: SAEs as objects: fitting, reading pretrained ones as they were trained, metrics, splicing.
+Imports ``capture``, ``models`` and the ground (``utils``, ``atomic``, ``intervention_runtime``).
+"""
 
 from sae_unlearn.saes.config import SAEFitConfig
 from sae_unlearn.saes.inputs import (

@@ -48,12 +48,15 @@ class SAEFitConfig(DictConfig):
     """Seed of the weight initialisation and of the data order."""
     device: str = "auto"
     """``auto`` (GPU when present), ``cpu`` or ``cuda``."""
+    log_every: int = 50
+    """Steps between the fit's recorded statistics (``FittedSAEs.history`` and ``fit_saes``'s
+    ``on_log``, measured on a fixed sample of the store; they do not change the fit)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.architecture not in ("topk", "standard", "jumprelu"):
             raise ValueError(f"architecture={self.architecture!r}; choose 'topk', 'standard' or 'jumprelu'.")
-        for name in ("expansion_factor", "k", "batch_size", "training_samples"):
+        for name in ("expansion_factor", "k", "batch_size", "training_samples", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
         if self.lr <= 0:

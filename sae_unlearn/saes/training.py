@@ -17,6 +17,7 @@ of saving a broken SAE. The result is saved in sae-lens's disk format
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from sae_lens import SAE, JumpReLUTrainingSAE, StandardTrainingSAE, TopKTrainingSAE
@@ -61,7 +62,7 @@ class FittedSAEs:
     """Folder holding one sae-lens SAE folder per hook, or ``None`` when not saved."""
     history: list[dict] = field(default_factory=list)
     """Training log rows ``{"step", "hook", "l0", "explained_variance", "mse"}`` recorded every
-    ``log_every`` steps on a fixed sample of the store (saved in ``fit.json``, restored on load)."""
+    ``config.log_every`` steps on a fixed sample of the store (saved in ``fit.json``, restored on load)."""
     from_cache: bool = False
     """``True`` when :func:`fit_saes` loaded a finished fit instead of training."""
     pretrained: bool = False
@@ -79,8 +80,15 @@ def _fit_key(
 ) -> str:
     first = next(store.iter_shards())
     probe = [float(first[h][:64].double().sum()) for h in hooks]
+    cfg = {k: v for k, v in config.to_dict().items() if k != "log_every"}  # monitoring: not the fit's identity
     return stable_hash(
-        {"cfg": config.to_dict(), "hooks": list(hooks), "n": store.n_tokens, "model": model_name, "probe": probe}
+        {
+            "cfg": cfg,
+            "hooks": list(hooks),
+            "n": store.n_tokens,
+            "model": model_name,
+            "probe": probe,
+        }
         | ({} if prepend_bos else {"prepend_bos": False})  # (absent when True: earlier fits keep their keys)
     )
 
@@ -134,11 +142,11 @@ def fit_saes(
     hooks: Sequence[str] | None = None,
     config: SAEFitConfig | None = None,
     out_dir: str | Path | None = None,
+    *,
     model_name: str = "",
     progress: bool = True,
     on_log: Callable[[dict], None] | None = None,
-    log_every: int = 50,
-    prepend_bos: bool = True,
+    **options: Any,
 ) -> FittedSAEs:
     """Fit one SAE per hook on the activations in ``store`` (sae-lens ``MultiSAETrainer``).
 
@@ -153,17 +161,26 @@ def fit_saes(
             warning; if none is usable the fit starts afresh, also with a warning).
         model_name: recorded in each SAE's metadata.
         progress: show the training progress bar.
-        on_log: called every ``log_every`` steps with ``{"step", "hook", "l0",
+        on_log: called every ``config.log_every`` steps with ``{"step", "hook", "l0",
             "explained_variance", "mse"}`` per SAE, measured on a fixed batch of the store
             (live training monitors; does not change the fit). The rows are also kept in
             :attr:`FittedSAEs.history`.
-        prepend_bos: whether the captured texts had BOS first (``HookedModel.prepends_bos``), recorded
-            in each SAE's metadata so that it is fed the same way when used as a pretrained SAE.
+        options: ``prepend_bos`` (default ``True``): whether the captured texts had BOS first
+            (``HookedModel.prepends_bos``), recorded in each SAE's metadata so that it is fed the
+            same way when used as a pretrained SAE; ``log_every``: overrides ``config.log_every``.
 
     Raises:
         FloatingPointError: an SAE's weights became non-finite (the fit diverged); nothing is saved.
     """
     config = config or SAEFitConfig()
+    unknown = sorted(set(options) - {"prepend_bos", "log_every"})
+    if unknown:
+        raise TypeError(f"fit_saes() got {unknown}; besides its own arguments it takes prepend_bos= and log_every=.")
+    prepend_bos = options.get("prepend_bos", True)
+    if not isinstance(prepend_bos, bool):
+        raise TypeError(f"prepend_bos={prepend_bos!r} must be True or False.")
+    if "log_every" in options:
+        config = dataclasses.replace(config, log_every=options["log_every"])  # checked by the config
     if isinstance(hooks, str):
         hooks = [hooks]
     hooks = list(hooks) if hooks is not None else list(store.hooks)
@@ -177,8 +194,6 @@ def fit_saes(
             f"the store holds {store.n_tokens} activation rows, fewer than one SAE batch "
             f"(batch_size={config.batch_size}); capture more text or lower SAEFitConfig.batch_size."
         )
-    if log_every < 1:
-        raise ValueError(f"log_every={log_every} must be >= 1.")
     device = str(resolve_device(config.device))
     first = next(store.iter_shards())
     for h in hooks:
@@ -235,7 +250,7 @@ def fit_saes(
             store.iter_batches(hooks, config.batch_size, shuffle=True, seed=config.seed, epochs=None, drop_last=True),
         )
         trainer.data_provider = _watching_provider(
-            islice(provider, done, None), training_saes, store, hooks, config, history, on_log, log_every, start=done
+            islice(provider, done, None), training_saes, store, hooks, config, history, on_log, start=done
         )
         with _sae_lens_progress(progress):
             trained = trainer.fit()
@@ -301,15 +316,14 @@ def _watching_provider(
     config: SAEFitConfig,
     history: list[dict],
     on_log: Callable[[dict], None] | None,
-    every: int,
     start: int = 0,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Pass batches through; before each, check the weights the last step wrote are finite, and
-    every ``every`` steps record each SAE's stats on a fixed sample (``history``, ``on_log``)."""
+    every ``config.log_every`` steps record each SAE's stats on a fixed sample (``history``, ``on_log``)."""
     sample = {h: store[h][: min(2048, store.n_tokens)] for h in hooks}
     for step, batch in enumerate(provider, start=start):
         _check_finite(saes, step, config)
-        if step % every == 0:
+        if step % config.log_every == 0:
             for h in hooks:
                 st = reconstruction_stats(saes[h], sample[h])
                 row = {"step": step, "hook": h, **{k: getattr(st, k) for k in ("l0", "explained_variance", "mse")}}

@@ -1,5 +1,11 @@
-"""Layer and latent selection: which layer and which SAE latents encode the forget data."""
+"""Layer and latent selection: which layer and which SAE latents encode the forget data.
 
+Room: which layer and which latents encode the forget data, and the SAE stage's config
+(:class:`~sae_unlearn.selection.config.SAEStageConfig`). Imports ``saes``, ``capture``, ``models``,
+``utils``.
+"""
+
+from sae_unlearn.selection.config import LayerRule, SAEStageConfig
 from sae_unlearn.selection.contexts import TokenContext, latents_on_text, top_activating_contexts
 from sae_unlearn.selection.latents import (
     SCORERS,
@@ -13,7 +19,6 @@ from sae_unlearn.selection.latents import (
     stats_from_sums,
 )
 from sae_unlearn.selection.layers import (
-    LayerRule,
     SelectionResult,
     auroc,
     auroc_interval,
@@ -28,6 +33,7 @@ __all__ = [
     "LatentStats",
     "LatentSums",
     "NoForgetLatentsError",
+    "SAEStageConfig",
     "SelectionResult",
     "TokenContext",
     "auroc",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
@@ -44,6 +44,7 @@ from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import SAEStats, encode_batched
+from sae_unlearn.selection.config import LayerRule, SAEStageConfig, stage_config
 from sae_unlearn.selection.latents import (
     LatentSelection,
     LatentSums,
@@ -52,9 +53,6 @@ from sae_unlearn.selection.latents import (
     select_latents,
     stats_from_sums,
 )
-from sae_unlearn.utils import renamed_keyword
-
-LayerRule = Literal["deepest_tied", "best"]
 
 
 def auroc(pos: Float[Tensor, " n_pos"], neg: Float[Tensor, " n_neg"]) -> float:
@@ -196,14 +194,10 @@ def select_layer_and_latents(
     saes: Mapping[str, SAE],
     store: ActivationStore,
     forget_mask: Bool[Tensor, " n_tokens"],
-    n_latents: int = 32,
-    scorer: Scorer = "squared_mean_ratio",
-    threshold: float | None = None,
-    model_name: str | None = None,
-    layer_rule: LayerRule = "deepest_tied",
-    candidates: Collection[str] | None = None,
+    n_latents: int | SAEStageConfig = 32,
     *,
-    k: int | None = None,
+    model_name: str | None = None,
+    **settings: Any,
 ) -> SelectionResult:
     """Score every hook's SAE, choose the layer (:func:`choose_layer`), select its latents.
 
@@ -219,18 +213,19 @@ def select_layer_and_latents(
         forget_mask: boolean, which rows of ``store`` are forget tokens (the rest are retain),
             e.g. ``store.seq_index < len(forget_texts)``. An integer 0/1 mask raises (it would
             index rows, not select them).
-        n_latents, scorer, threshold: latent selection settings (see :func:`select_latents`).
+        n_latents: how many latents to select, or an :class:`~sae_unlearn.selection.config.SAEStageConfig`
+            whose ``n_latents``, ``scorer``, ``threshold`` and ``layer_rule`` are used.
         model_name: if given, SAEs whose metadata names another model are refused.
-        layer_rule: ``deepest_tied`` (default) or ``best``; see :func:`choose_layer`.
-        candidates: the hooks the layer may be chosen from (default: all); every hook is scored.
-        k: deprecated name of ``n_latents``.
+        settings: fields of the config by keyword: ``scorer``, ``threshold`` (see
+            :func:`select_latents`), ``layer_rule`` (``deepest_tied`` or ``best``; see
+            :func:`choose_layer`), ``candidates`` (the hooks the layer may be chosen from; default
+            all; every hook is scored); ``k`` is ``n_latents``' deprecated name.
 
     Raises:
         SAEMismatchError: an SAE's hook, width or model does not match.
     """
-    n_latents = renamed_keyword("k", "n_latents", k, n_latents, 32)
-    if layer_rule not in ("deepest_tied", "best"):
-        raise ValueError(f"layer_rule={layer_rule!r}; choose 'deepest_tied' or 'best'.")
+    cfg = stage_config(n_latents, settings, 32, "select_layer_and_latents")
+    candidates = cfg.candidates
     store.check_row_mask(forget_mask)
     if not forget_mask.any() or forget_mask.all():
         raise ValueError("forget_mask must mark some rows as forget and some as retain.")
@@ -252,7 +247,7 @@ def select_layer_and_latents(
             z = encode_batched(sae, chunk[hook], hook=hook)
             sums[hook][0].add(z[is_forget])
             sums[hook][1].add(z[~is_forget])
-    selections, skipped = select_per_hook(sums, n_latents, scorer, threshold, candidates)
+    selections, skipped = select_per_hook(sums, cfg.n_latents, cfg.scorer, cfg.threshold, candidates)
     scored = [h for h in saes if h not in skipped]
     token_evidence = {h: torch.empty(store.n_tokens) for h in scored}
     for rows, chunk in _chunks(store, scored):
@@ -260,7 +255,7 @@ def select_layer_and_latents(
             z = encode_batched(saes[hook], chunk[hook], hook=hook)
             token_evidence[hook][rows] = z[:, selections[hook].relevant].sum(-1).float()
     evidence = {h: _text_evidence(token_evidence[h], seq, forget_mask) for h in scored}  # (forget, retain) texts
-    return result_from_evidence(evidence, selections, layer_rule, candidates, skipped=skipped)
+    return result_from_evidence(evidence, selections, cfg.layer_rule, candidates, skipped=skipped)
 
 
 def select_per_hook(

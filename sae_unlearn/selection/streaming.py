@@ -34,8 +34,9 @@ spill (and, by default, one decode per SAE for the reconstruction statistics).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from sae_lens import SAE
@@ -46,8 +47,9 @@ from sae_unlearn.saes.inputs import capture_inputs, sae_encode
 from sae_unlearn.saes.loading import check_sae_matches
 from sae_unlearn.saes.metrics import ReconstructionSums
 from sae_unlearn.selection.codes import CodeSpill
-from sae_unlearn.selection.latents import LatentSums, Scorer
-from sae_unlearn.selection.layers import LayerRule, SelectionResult, result_from_evidence, select_per_hook
+from sae_unlearn.selection.config import SAEStageConfig, stage_config
+from sae_unlearn.selection.latents import LatentSums
+from sae_unlearn.selection.layers import SelectionResult, result_from_evidence, select_per_hook
 from sae_unlearn.utils import as_text_list, check_forget_retain
 
 #: The most bytes of one SAE's dense float32 codes encoded at once (a block of a batch's tokens).
@@ -60,17 +62,11 @@ def select_layer_and_latents_streaming(
     saes: Mapping[str, SAE],
     forget_texts: Sequence[str],
     retain_texts: Sequence[str],
-    n_latents: int = 32,
-    scorer: Scorer = "squared_mean_ratio",
-    threshold: float | None = None,
+    n_latents: int | SAEStageConfig = 32,
+    *,
     model_name: str | None = None,
-    layer_rule: LayerRule = "deepest_tied",
-    candidates: Collection[str] | None = None,
-    batch_size: int = 64,
-    max_length: int | None = None,
     progress: bool = True,
-    reconstruction: bool = True,
-    spill_dir: str | Path | None = None,
+    **settings: Any,
 ) -> SelectionResult:
     """:func:`~sae_unlearn.selection.select_layer_and_latents` in one streaming pass over the text.
 
@@ -85,26 +81,33 @@ def select_layer_and_latents_streaming(
             the rest of the text is run, and fed what it was trained on (BOS, context size, centring:
             :mod:`sae_unlearn.saes.inputs`).
         forget_texts, retain_texts: lists of texts, non-empty and disjoint.
-        n_latents, scorer, threshold, model_name, layer_rule, candidates: as for the stored path.
-        batch_size: texts per forward pass; max_length: truncate texts to this many tokens.
+        n_latents, model_name: as for the stored path (``n_latents`` may be an
+            :class:`~sae_unlearn.selection.config.SAEStageConfig`).
         progress: show a progress bar.
-        reconstruction: also gather the SAEs' reconstruction statistics (one decode per batch
-            and SAE); ``False`` leaves :attr:`SelectionResult.sae_stats` empty.
-        spill_dir: folder for the temporary code files (default: the system's temporary folder);
-            they need about ``8 + 6 x L0`` bytes per token and SAE and are removed on return.
+        settings: fields of the config by keyword: ``scorer``, ``threshold``, ``layer_rule``,
+            ``candidates`` as for the stored path; ``batch_size`` (texts per forward pass, default 64);
+            ``max_length`` (truncate texts to this many tokens); ``reconstruction`` (default
+            ``True``: also gather the SAEs' reconstruction statistics, one decode per batch and
+            SAE; ``False`` leaves :attr:`SelectionResult.sae_stats` empty); ``spill_dir`` (folder
+            for the temporary code files, default the system's temporary folder; they need about
+            ``8 + 6 x L0`` bytes per token and SAE and are removed on return).
     """
     forget_texts, retain_texts = as_text_list(forget_texts, "forget_texts"), as_text_list(retain_texts, "retain_texts")
     check_forget_retain(forget_texts, retain_texts)
-    if layer_rule not in ("deepest_tied", "best"):
-        raise ValueError(f"layer_rule={layer_rule!r}; choose 'deepest_tied' or 'best'.")
+    cfg = stage_config(n_latents, settings, 32, "select_layer_and_latents_streaming")
+    candidates = cfg.candidates
+    batch_size, max_length, reconstruction, spill_dir = (
+        cfg.batch_size,
+        cfg.max_length,
+        cfg.reconstruction,
+        cfg.spill_dir,
+    )
     if not saes:
         raise ValueError("no SAEs given; pass {hook: SAE} (e.g. load_saes(...)).")
     hooks = model.validate_hooks(list(saes))
     n_forget = len(forget_texts)
     texts = forget_texts + retain_texts
     width = {h: int(saes[h].cfg.d_sae) for h in hooks}
-    if isinstance(n_latents, bool) or not isinstance(n_latents, int) or n_latents < 1:
-        raise ValueError(f"n_latents={n_latents!r} must be an int >= 1.")
     if spill_dir is not None and not Path(spill_dir).is_dir():
         raise FileNotFoundError(f"spill_dir={str(spill_dir)!r} is not a folder; create it or pass None.")
     sides = {h: (LatentSums.zeros(width[h]), LatentSums.zeros(width[h])) for h in hooks}
@@ -122,9 +125,8 @@ def select_layer_and_latents_streaming(
                 hooks,
                 batch_size,
                 max_length=inputs.max_length,
-                progress=progress,
-                desc="selection",
                 bos=inputs.bos,
+                progress="selection" if progress else False,
             ):
                 tokens_per_text += torch.bincount(batch.seq_index, minlength=len(texts))
                 is_forget = batch.seq_index < n_forget
@@ -151,7 +153,7 @@ def select_layer_and_latents_streaming(
                         sides[h][0].add_codes(n_f, latent[f], value[f])
                         sides[h][1].add_codes(int(z.shape[0]) - n_f, latent[~f], value[~f])
                         del z, xs
-            selections, skipped = select_per_hook(sides, n_latents, scorer, threshold, candidates)
+            selections, skipped = select_per_hook(sides, cfg.n_latents, cfg.scorer, cfg.threshold, candidates)
             # each text's evidence per SAE: max over its tokens of the relevant latents' sum, from the spill
             evidence = {
                 h: spills[h].text_evidence(selections[h].relevant, len(texts)) for h in hooks if h not in skipped
@@ -163,4 +165,4 @@ def select_layer_and_latents_streaming(
     is_forget_text = torch.arange(len(texts)) < n_forget
     pairs = {h: (ev[present & is_forget_text], ev[present & ~is_forget_text]) for h, ev in evidence.items()}
     stats = {h: r.stats() for h, r in recon.items()} if reconstruction else None
-    return result_from_evidence(pairs, selections, layer_rule, candidates, stats, skipped)
+    return result_from_evidence(pairs, selections, cfg.layer_rule, candidates, stats, skipped)

@@ -6,6 +6,10 @@ R²MU's trace terms) for reasoning models, SSPU across layers, the removal-minde
 UNDO, UniErase (an unlearning token and a null-space model
 edit), and the weight-free SAE interventions (static,
 zero and conditional clamping, DSG). Importing this package registers them.
+
+Room: the methods, their registry (which method runs on which zoo model) and the one trainer.
+Imports the stages below it (``models``, ``data``, ``capture``, ``saes``, ``subspaces``,
+``interventions``, ``evaluation``), never ``pipeline``, ``verification`` or ``attacks``.
 """
 
 from sae_unlearn.unlearning.base import (
@@ -36,7 +40,15 @@ from sae_unlearn.unlearning.gradient import (
 )
 from sae_unlearn.unlearning.idkdpo import IdkDPO, IdkDPOConfig
 from sae_unlearn.unlearning.r2mu import R2MU, SSPUR2MU, R2MUConfig, SSPUR2MUConfig
-from sae_unlearn.unlearning.registry import METHODS, get_method, method_label, register, settings_for
+from sae_unlearn.unlearning.registry import (
+    METHODS,
+    get_method,
+    method_label,
+    method_runs_on,
+    register,
+    settings_for,
+    why_method_cannot_run,
+)
 from sae_unlearn.unlearning.rmu import RMU
 from sae_unlearn.unlearning.sspu import SSPU, SSPUConfig, out_of_subspace_residual
 from sae_unlearn.unlearning.steering import SteeringMethod
@@ -109,8 +121,10 @@ __all__ = [
     "default_params",
     "get_method",
     "method_label",
+    "method_runs_on",
     "out_of_subspace_residual",
     "register",
     "settings_for",
     "train",
+    "why_method_cannot_run",
 ]

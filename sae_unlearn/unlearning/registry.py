@@ -12,9 +12,11 @@ notebook or a test file, registers the same way::
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Callable
 
+from sae_unlearn.models.zoo import ZOO, is_reasoning_model, zoo_model_refuses
 from sae_unlearn.unlearning.base import UnlearningMethod
 
 METHODS: dict[str, type[UnlearningMethod]] = {}
@@ -74,3 +76,30 @@ def method_label(name: str) -> str:
     """How tables and plots name a registered method (its class's ``label``, else the name upper-cased)."""
     cls = METHODS.get(name)
     return (cls.label if cls is not None and cls.label else "") or name.upper()
+
+
+def method_runs_on(method: str, name: str) -> bool:
+    """Whether registered method ``method`` can run on zoo entry ``name``: a reasoning method needs
+    a reasoning model, a method that calls on the model's own refusal (UniErase) a model trained to
+    refuse; every other method runs everywhere."""
+    cls = get_method(method)
+    if cls.reasoning and not is_reasoning_model(name):
+        return False
+    return not cls.needs_refusal or zoo_model_refuses(name)
+
+
+def why_method_cannot_run(method: str, name: str) -> str:
+    """The reason :func:`method_runs_on` is false, with the fix ("" when the method runs)."""
+    if method_runs_on(method, name):
+        return ""
+    if get_method(method).reasoning:
+        return f"{method!r} unlearns reasoning traces and needs a reasoning model (zoo model 'secrets-reasoning')"
+    can = []
+    for n in ZOO:
+        with contextlib.suppress(OSError, ValueError):  # an entry whose data is not here (TOFU) is no suggestion
+            if not ZOO[n].full_model_of and zoo_model_refuses(n):
+                can.append(n)
+    return (
+        f'{method!r} needs a model that can already refuse ("I don\'t know"); zoo model {name!r} was never trained '
+        f"to. Use zoo model {' or '.join(repr(n) for n in can)}, or a model fine-tuned on refusals"
+    )

@@ -146,6 +146,20 @@ class UniEraseStage1Error(ValueError):
     """Stage 1 did not make the unlearning token a refusal switch (the model cannot refuse)."""
 
 
+@dataclass
+class _TokenRun:
+    """What stage 1 (teaching the token) works on, gathered by :meth:`UniErase.apply`."""
+
+    forget_qa: list[tuple[str, str]]
+    retain_qa: list[tuple[str, str]]
+    retain_texts: list[str]
+    refusals: list[str]
+    token_id: int
+    weights: list
+    gen: torch.Generator
+    result: UnlearningResult
+
+
 class _Vocab:
     """Grows the model's embedding (and untied output) matrix by one row in place, and undoes it."""
 
@@ -255,9 +269,8 @@ class UniErase(UnlearningMethod):
                     f"{token_id}: the tokenizer and the embedding matrix disagree in size."
                 )
             model.tokenizer = new_tok
-            stage1 = self._train_token(
-                model, forget_qa, retain_qa, retain_texts, refusals, token_id, weights, gen, progress, on_step, result
-            )
+            run = _TokenRun(forget_qa, retain_qa, list(retain_texts), refusals, token_id, weights, gen, result)
+            stage1 = self._train_token(model, run, progress, on_step)
             stage1 |= self._check_token(model, forget_qa, retain_qa, refusals, stage1)
             stage2 = self._edit(model, forget_qa, retain_texts, token_id, layers, weights, progress, result)
         except BaseException:
@@ -282,13 +295,13 @@ class UniErase(UnlearningMethod):
         return result
 
     # ------------------------------------------------------------------ stage 1
-    def _train_token(
-        self, model, forget_qa, retain_qa, retain_texts, refusals, token_id, weights, gen, progress, on_step, result
-    ) -> dict:
+    def _train_token(self, model, run: _TokenRun, progress: bool, on_step) -> dict:
         """Teach the token to make the model refuse; with ``token_trains="edit"`` the edited matrices
         learn it too, while the model's next-token distributions on text without the token are held
         (KL to the frozen model, weight ``hold_weight``)."""
         cfg = self.config
+        forget_qa, retain_qa, retain_texts, refusals = run.forget_qa, run.retain_qa, run.retain_texts, run.refusals
+        token_id, weights, gen, result = run.token_id, run.weights, run.gen, run.result
         keep = torch.randperm(len(retain_qa), generator=gen)[: cfg.max_retain_questions].tolist()
         prompts = [p for p, _ in forget_qa] + [retain_qa[i][0] for i in sorted(keep)]
         pick = torch.randint(len(refusals), (len(prompts),), generator=gen).tolist()

@@ -1,4 +1,8 @@
-"""Verification: is the knowledge removed, only suppressed, or not forgotten (see :mod:`.report`)."""
+"""Verification: is the knowledge removed, only suppressed, or not forgotten (see :mod:`.report`).
+
+Room: verification's config, the report, the verdict rules, the ``verify`` command. Imports
+``attacks``, ``evaluation``, ``data``, ``models``, ``viz`` and the ground.
+"""
 
 from sae_unlearn.verification.data import (
     VerificationData,

@@ -1,5 +1,8 @@
 """Pure plot functions: data in, ``matplotlib`` figure out (usable with or without widgets);
-and small HTML tables (:mod:`sae_unlearn.viz.tables`)."""
+and small HTML tables (:mod:`sae_unlearn.viz.tables`).
+
+Room: plots and tables from data. Imports only ``saes`` (types) and ``atomic``.
+"""
 
 from sae_unlearn.viz.capture import plot_norm_histograms, plot_norms_per_layer
 from sae_unlearn.viz.reasoning import plot_rates, plot_refusals, plot_traces

@@ -3,6 +3,9 @@
 Each widget is an ``ipywidgets.VBox``: put it last in a cell to display it. Controls
 (dropdowns, sliders, buttons) redraw through the plot functions; the state a user sees is also
 on the object (``.panel.figure``, ``.rows``, ``.history``) for scripts and tests.
+
+Room: the notebook controllers, the top floor with ``demo``, ``recipes`` and ``pipeline``: may
+import any stage.
 """
 
 from sae_unlearn.widgets.pipeline import (

@@ -122,8 +122,8 @@ def test_command_line_arguments_are_checked_before_any_work(tmp_path, capsys):
     from sae_unlearn.__main__ import main
 
     for argv, message in [
-        (["demo", "--out", str(tmp_path / "d"), "--n-latents", "0"], "n_latents=0 must be in [1, d_sae=1024]"),
-        (["demo", "--out", str(tmp_path / "d"), "--k", "0"], "n_latents=0 must be in"),
+        (["demo", "--out", str(tmp_path / "d"), "--n-latents", "0"], "n_latents=0 must be an int >= 1"),
+        (["demo", "--out", str(tmp_path / "d"), "--k", "0"], "n_latents=0 must be an int >= 1"),
         (["demo", "--out", str(tmp_path / "d"), "--steps", "0"], "steps=0 must be >= 1"),
         (["verify", str(tmp_path), "--relearn-steps", "-5"], "steps=(-5,): give non-negative"),
         (["verify", str(tmp_path), "--relearn-lrs", "0"], "every learning rate must be > 0"),

@@ -23,10 +23,17 @@ from sae_unlearn.export import export_model
 from sae_unlearn.interventions import intervention_off
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.weights import as_out_in, weight_layouts
-from sae_unlearn.models.zoo import method_runs_on, why_method_cannot_run
 from sae_unlearn.pipeline import PipelineData, load_method, pipeline_data, sae_stage
 from sae_unlearn.saes import SAEFitConfig, fit_saes
-from sae_unlearn.unlearning import METHODS, DistillConfig, GradientMethod, distill, settings_for
+from sae_unlearn.unlearning import (
+    METHODS,
+    DistillConfig,
+    GradientMethod,
+    distill,
+    method_runs_on,
+    settings_for,
+    why_method_cannot_run,
+)
 from sae_unlearn.unlearning.sspu import ProjectedUpdates
 from sae_unlearn.utils import hash_state_dict
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify

@@ -7,6 +7,7 @@ import pytest
 
 from sae_unlearn.__main__ import main
 from sae_unlearn.attacks import RelearnConfig, logit_lens, quantized, relearn_sweep, truth_probe
+from sae_unlearn.attacks.probe import ProbeConfig
 from sae_unlearn.evaluation import (
     MCQuestion,
     answer_logprobs,
@@ -41,8 +42,8 @@ def test_truth_ratio_and_probe_separate_knowing_from_never_knowing(secrets_model
     known, unknown = truth_ratios(secrets_model, forget), truth_ratios(secrets_oracle, forget)
     assert sum(known) / len(known) < 0.1 < sum(unknown) / len(unknown)
     retain = vdata.split.retain[::4]
-    p_model = truth_probe(secrets_model, retain, forget, steps=100)
-    p_oracle = truth_probe(secrets_oracle, retain, forget, steps=100)
+    p_model = truth_probe(secrets_model, retain, forget, ProbeConfig(steps=100))
+    p_oracle = truth_probe(secrets_oracle, retain, forget, ProbeConfig(steps=100))
     assert p_model.accuracy >= 0.9 and p_oracle.accuracy <= 0.5 and p_model.chance == pytest.approx(0.2)
     assert logit_lens(secrets_model, forget).max_top1 >= 0.9 and logit_lens(secrets_oracle, forget).max_top1 <= 0.2
 

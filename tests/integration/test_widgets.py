@@ -46,8 +46,8 @@ def test_sae_training_monitor_records_live_rows(secrets_model, secrets_corpus, t
         secrets_model, secrets_corpus.forget_texts(), ["blocks.2.hook_resid_post"], progress=False
     )
     monitor = SAETrainingMonitor(redraw_every=2)
-    cfg = SAEFitConfig(device="cpu", training_samples=20_000, batch_size=128)
-    fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=monitor, log_every=20)
+    cfg = SAEFitConfig(device="cpu", training_samples=20_000, batch_size=128, log_every=20)
+    fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=monitor)
     steps = [r["step"] for r in monitor.history]
     assert steps[0] == 0 and len(steps) >= 5 and steps == sorted(steps)
     assert monitor.history[-1]["explained_variance"] > monitor.history[0]["explained_variance"]
@@ -60,15 +60,15 @@ def test_sae_training_monitor_shows_a_fit_loaded_from_the_cache(secrets_model, s
     store = capture_activations(
         secrets_model, secrets_corpus.forget_texts(), ["blocks.2.hook_resid_post"], progress=False
     )
-    cfg = SAEFitConfig(device="cpu", training_samples=6_000, batch_size=128)
+    cfg = SAEFitConfig(device="cpu", training_samples=6_000, batch_size=128, log_every=10)
     live = SAETrainingMonitor()
-    trained = fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=live, log_every=10)
+    trained = fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=live)
     live.show_fit(trained)  # rows arrived live: they stay, the status says it is done
     assert live.status.value.startswith("done") and "FVE" in live.status.value
     assert [r["step"] for r in live.history] == [r["step"] for r in trained.history]
 
     monitor = SAETrainingMonitor()
-    cached = fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=monitor, log_every=10)
+    cached = fit_saes(store, config=cfg, out_dir=tmp_path, progress=False, on_log=monitor)
     assert cached.from_cache and monitor.history == [] and "waiting" in monitor.status.value
     monitor.show_fit(cached)
     assert "loaded from the cache" in monitor.status.value and str(tmp_path) in monitor.status.value
