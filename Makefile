@@ -1,6 +1,7 @@
 # The two set-up commands of the README:
 #   make demo   installs into .venv and runs the main job (report in demo_out/)
 #   make test   installs into .venv and runs the test suite
+#   make test-fast  the unit tests only (no zoo model): the inner loop
 # make lint (ruff, ruff format, mypy) is what CI runs besides them.
 # Both install the versions in constraints.txt (the set the tests last passed with); after a green
 # `make test` on newer versions, `make constraints` rewrites it from .venv.
@@ -32,7 +33,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # The percent scripts paired with a notebook (their jupytext header names the pairing).
 NOTEBOOK_SCRIPTS := $(shell grep -l 'formats: ipynb,py:percent' tutorials/*.py notebooks/*.py tests/browser/*.py 2>/dev/null)
 
-.PHONY: install demo test zoo lint clean lab notebooks constraints
+.PHONY: install demo test test-fast zoo lint clean lab notebooks constraints
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +58,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: the model-free unit tests (no zoo model is built or loaded).
+test-fast: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 # Rewrite constraints.txt from what .venv holds now (after a green `make test` on new versions).
 constraints: install
