@@ -37,7 +37,7 @@ from sae_unlearn.subspaces import SubspacePair, build_subspaces
 from sae_unlearn.unlearning import UnlearningMethod, UnlearningResult, get_method
 from sae_unlearn.unlearning.base import EDIT_DEPTH
 from sae_unlearn.unlearning.registry import why_method_cannot_run
-from sae_unlearn.utils import check_forget_retain
+from sae_unlearn.utils import check_forget_retain, check_keywords
 
 
 @dataclass
@@ -216,7 +216,7 @@ def sae_stage(
         asked = capture_activations(model, prompts, hooks, batch_size=batch_size, progress=False, bos=inputs.bos)
         sel_store = asked.select_rows(asked.last_token_rows())
         sel_mask = sel_store.seq_index < len(data.split.forget)
-    at = cfg.updated({"candidates": cfg.candidates or editable})
+    at = cfg.replaced({"candidates": cfg.candidates or editable})
     result = select_layer_and_latents(
         fit.saes, sel_store, sel_mask, at, model_name=None if given is not None else data.name
     )
@@ -268,7 +268,7 @@ def _streaming_stage(
     cfg: SAEStageConfig,
     progress: bool,
 ) -> SAEStage:
-    at = cfg.updated({"candidates": cfg.candidates or _editable(hooks)})
+    at = cfg.replaced({"candidates": cfg.candidates or _editable(hooks)})
     result = select_layer_and_latents_streaming(
         model, given, data.forget_texts, data.retain_texts, at, progress=progress
     )
@@ -370,9 +370,7 @@ def unlearn(
     how the copy is loaded, ``device`` (default ``"auto"``) and ``dtype`` (default ``"float32"``),
     as :func:`load_method` takes them.
     """
-    unknown = sorted(set(load) - {"device", "dtype"})
-    if unknown:
-        raise TypeError(f"unlearn() got {unknown}: besides its own arguments it takes device= and dtype= only.")
+    check_keywords("unlearn", load, ("device", "dtype"))
     model, m = load_method(method, model_dir, stage, settings, load.get("device", "auto"), load.get("dtype", "float32"))
     result = m.apply(model, data.forget_texts, data.retain_texts, progress=progress, on_step=on_step)
     return model, result

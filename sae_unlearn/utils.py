@@ -17,7 +17,7 @@ import types
 import typing
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +56,32 @@ class DictConfig:
         the default number of steps)."""
         if not isinstance(d, Mapping):
             raise TypeError(f"{what or cls.__name__} settings={d!r} must be a dict of settings.")
+        cls._check_names(d, what, ValueError)
+        return cls(**dict(d))
+
+    def replaced(self, changes: Mapping[str, Any], what: str = ""):  # noqa: ANN201 - an instance of the subclass
+        """A copy with the fields in ``changes`` replaced (given as keywords to a function: an unknown
+        name raises ``TypeError``, as Python does, naming the closest field); checked as a new one."""
+        self._check_names(changes, what, TypeError)
+        return replace(self, **changes) if changes else self  # type: ignore[type-var]
+
+    @classmethod
+    def _check_names(cls, d: Mapping[str, Any], what: str, error: type[Exception]) -> None:
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
         for key in d:
             if key not in names:
                 close = difflib.get_close_matches(str(key), names, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else "."
-                raise ValueError(
+                raise error(
                     f"unknown setting {key!r} for {what or cls.__name__}{hint} Valid settings: {', '.join(names)}."
                 )
-        return cls(**dict(d))
+
+
+def check_keywords(function: str, given: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """Refuse keywords a ``**kwargs`` function does not take: ``TypeError`` naming them and the ones it does."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise TypeError(f"{function}() got {unknown}; besides its own arguments it takes {', '.join(allowed)}.")
 
 
 def _matches(value: Any, hint: Any) -> bool | None:

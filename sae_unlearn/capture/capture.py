@@ -144,8 +144,7 @@ class CaptureConfig(DictConfig):
             fields["batch_size"], config = config, None
         if config is not None and not isinstance(config, CaptureConfig):
             raise TypeError(f"{config!r}: pass a CaptureConfig or the batch size (an int).")
-        base = config.to_dict() if config is not None else {}
-        return cls.from_settings({**base, **fields}, "the capture")
+        return (config or cls()).replaced(fields, "the capture")
 
 
 def iter_activations(
@@ -183,8 +182,7 @@ def iter_activations(
         raise ValueError("no texts given to capture activations from.")
     n_batches = (len(texts) + batch_size - 1) // batch_size
     bos_id = model.tokenizer.bos_token_id
-    bar = tqdm(range(start_batch, n_batches), desc=desc, disable=not progress, initial=start_batch, total=n_batches)
-    for b in bar:
+    for b in tqdm(range(start_batch, n_batches), desc=desc, disable=not progress, initial=start_batch, total=n_batches):
         lo = b * batch_size
         batch = model.tokenize(list(texts[lo : lo + batch_size]), max_length=max_length, bos=bos)
         mask = batch.attention_mask.bool()

@@ -38,7 +38,7 @@ from sae_unlearn.atomic import atomic_directory, cache_fill_lock, fsync_tree, re
 from sae_unlearn.capture.store import ActivationStore
 from sae_unlearn.saes.config import SAEFitConfig
 from sae_unlearn.saes.metrics import SAEStats, reconstruction_stats
-from sae_unlearn.utils import resolve_device, run_environment, seeded, stable_hash
+from sae_unlearn.utils import check_keywords, resolve_device, run_environment, seeded, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -173,9 +173,7 @@ def fit_saes(
         FloatingPointError: an SAE's weights became non-finite (the fit diverged); nothing is saved.
     """
     config = config or SAEFitConfig()
-    unknown = sorted(set(options) - {"prepend_bos", "log_every"})
-    if unknown:
-        raise TypeError(f"fit_saes() got {unknown}; besides its own arguments it takes prepend_bos= and log_every=.")
+    check_keywords("fit_saes", options, ("prepend_bos", "log_every"))
     prepend_bos = options.get("prepend_bos", True)
     if not isinstance(prepend_bos, bool):
         raise TypeError(f"prepend_bos={prepend_bos!r} must be True or False.")

@@ -10,8 +10,6 @@ streaming selection (:func:`~sae_unlearn.selection.select_layer_and_latents`,
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,16 +89,6 @@ class SAEStageConfig(DictConfig):
         if self.n_latents > d_sae:
             raise ValueError(f"n_latents={self.n_latents} is more than the SAEs have (d_sae={d_sae}); lower it.")
 
-    def updated(self, fields: Mapping[str, Any], what: str = "the SAE stage") -> SAEStageConfig:
-        """A copy with ``fields`` replaced; an unknown name raises ``TypeError`` naming the closest field."""
-        names = [f.name for f in dataclasses.fields(self)]
-        for key in fields:
-            if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else "."
-                raise TypeError(f"unknown setting {key}= for {what}{hint} Settings: {', '.join(names)}.")
-        return dataclasses.replace(self, **fields) if fields else self
-
 
 def stage_config(
     config: SAEStageConfig | int | None,
@@ -116,11 +104,11 @@ def stage_config(
     if "k" in fields:
         fields["n_latents"] = renamed_keyword("k", "n_latents", fields.pop("k"), fields.get("n_latents"), None, 4)
     if isinstance(config, SAEStageConfig):
-        return config.updated(fields, what)
+        return config.replaced(fields, what)
     if config is not None:
         if "n_latents" in fields:
             raise TypeError(f"n_latents given twice ({config!r} and n_latents={fields['n_latents']!r}).")
         if isinstance(config, bool) or not isinstance(config, int):
             raise TypeError(f"{config!r}: pass an SAEStageConfig or the number of latents (an int).")
         fields["n_latents"] = config
-    return SAEStageConfig(n_latents=n_latents_default).updated(fields, what)
+    return SAEStageConfig(n_latents=n_latents_default).replaced(fields, what)
