@@ -1,7 +1,9 @@
 # The two set-up commands of the README:
-#   make demo   installs into .venv and runs the main job (report in demo_out/)
-#   make test   installs into .venv and runs the test suite
+#   make demo   installs the toolkit into .venv and runs the main job (report in demo_out/)
+#   make test   installs the toolkit and the test tools into .venv and runs the test suite, one
+#               pytest-xdist worker per core
 #   make test-fast  the unit tests only (no zoo model): the inner loop
+#   make tables  regenerates the tables in benchmarks/*.md from the results in benchmarks/results/*.json
 # make lint (ruff, ruff format, mypy) is what CI runs besides them.
 # Both install the versions in constraints.txt (the set the tests last passed with); after a green
 # `make test` on newer versions, `make constraints` rewrites it from .venv.
@@ -25,6 +27,7 @@ OUT    ?= demo_out
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH  ?= $(if $(HAS_GPU),torch>=2.4,torch==2.13.0)
 PYTEST_ARGS ?=
+PYTEST_JOBS ?= auto
 LAB_ARGS ?=
 # No $DISPLAY / $WAYLAND_DISPLAY (and not macOS): print the URL rather than look for a browser.
 NO_BROWSER := $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s)),,--no-browser)
@@ -33,13 +36,21 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # The percent scripts paired with a notebook (their jupytext header names the pairing).
 NOTEBOOK_SCRIPTS := $(shell grep -l 'formats: ipynb,py:percent' tutorials/*.py notebooks/*.py tests/browser/*.py 2>/dev/null)
 
-.PHONY: install demo test test-fast zoo lint clean lab notebooks constraints
+.PHONY: base-install install demo test test-fast tables zoo lint clean lab notebooks constraints
 
-$(BIN)/.installed: pyproject.toml constraints.txt
+# Two stamps: the toolkit alone (what `make demo` needs: about half the install time) and the test
+# and lint tools on top of it (`make test`, `make lint`).
+$(BIN)/.base-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.base-installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
+
+base-install: $(BIN)/.base-installed
 
 install: $(BIN)/.installed
 
@@ -53,15 +64,21 @@ $(BIN)/.lab-installed: $(BIN)/.installed pyproject.toml
 lab: $(BIN)/.lab-installed
 	$(BIN)/python -m jupyterlab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/tutorials $(NO_BROWSER) $(ALLOW_ROOT) $(LAB_ARGS)
 
-demo: install
+demo: base-install
 	$(BIN)/python -m sae_unlearn demo --out $(OUT)
 
+# One pytest-xdist worker per core (tests/conftest.py gives each its share of torch's threads);
+# PYTEST_JOBS=0 runs in one process.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS)
 
 # The inner loop: the model-free unit tests (no zoo model is built or loaded).
 test-fast: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# The benchmark tables from their results files (benchmarks/tables.py; `--check` only compares).
+tables: install
+	$(BIN)/python benchmarks/tables.py
 
 # Rewrite constraints.txt from what .venv holds now (after a green `make test` on new versions).
 constraints: install

@@ -22,11 +22,14 @@
 # tuned-lens probe, the logit lens, and 4-bit weights — each compared with the retain oracle under the same attack.
 
 # %% tags=["parameters"]
+import os
+
+SMOKE = os.environ.get("SAE_UNLEARN_SMOKE") == "1"  # the test suite sets it: fewer steps, the same cells
 MODEL = "secrets"
 SAE_TOKENS = 60_000
-STEPS = 120
-RELEARN_STEPS = (0, 2, 5, 10, 20)
-PROBE_STEPS = 60
+STEPS = 30 if SMOKE else 120
+RELEARN_STEPS = (0, 2, 5) if SMOKE else (0, 2, 5, 10, 20)
+PROBE_STEPS = 15 if SMOKE else 60
 SAE_DIR = None
 
 # %%

@@ -32,13 +32,16 @@
 # `benchmarks/README.md`.
 
 # %% tags=["parameters"]
+import os
+
+SMOKE = os.environ.get("SAE_UNLEARN_SMOKE") == "1"  # the test suite sets it: fewer steps, the same cells
 MODEL = "secrets"
 SAE_TOKENS = 60_000
-STEPS = 120
+STEPS = 30 if SMOKE else 120
 METHODS = ("rmu", "sspu", "sspu_layers", "tar", "sam_rmu", "undo")
-DISTILL_STEPS = 100
-RELEARN = {"steps": (0, 5, 10, 20), "lrs": (1e-3, 1e-2), "seeds": (0,), "modes": ("full", "lora")}
-PROBE_STEPS = 60
+DISTILL_STEPS = 25 if SMOKE else 100
+RELEARN = {"steps": (0, 5) if SMOKE else (0, 5, 10, 20), "lrs": (1e-3, 1e-2), "seeds": (0,), "modes": ("full", "lora")}
+PROBE_STEPS = 15 if SMOKE else 60
 SAE_DIR = None
 
 # %%

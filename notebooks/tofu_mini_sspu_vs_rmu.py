@@ -22,11 +22,14 @@
 # (`../shared/data/tofu` or `$SAE_UNLEARN_TOFU`).
 
 # %% tags=["parameters"]
+import os
+
+SMOKE = os.environ.get("SAE_UNLEARN_SMOKE") == "1"  # the test suite sets it: fewer steps, the same cells
 MODEL = "tofu-mini"
 SAE_TOKENS = 30_000
-STEPS = 100
-RELEARN_STEPS = (0, 10)
-PROBE_STEPS = 50
+STEPS = 25 if SMOKE else 100
+RELEARN_STEPS = (0, 5) if SMOKE else (0, 10)
+PROBE_STEPS = 15 if SMOKE else 50
 SAE_DIR = None
 
 # %%

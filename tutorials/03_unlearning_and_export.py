@@ -23,13 +23,15 @@
 # refuse with UniErase's unlearning token.
 
 # %% tags=["parameters"]
-# Parameters (CI runs this notebook with these values)
+import os
+
+SMOKE = os.environ.get("SAE_UNLEARN_SMOKE") == "1"  # the test suite sets it: fewer steps, the same cells
 MODEL = "secrets"
 SAE_TOKENS = 60_000
-STEPS = 120  # the demo uses 250
+STEPS = 30 if SMOKE else 120  # the demo uses 250
 OUT = "runs/tutorial03"
 SAE_DIR = None  # None: the shared cache folder
-REASONING_STEPS = 80  # R²MU section (secrets-reasoning model)
+REASONING_STEPS = 20 if SMOKE else 80  # R²MU section (secrets-reasoning model)
 
 # %%
 from sae_unlearn import load_zoo_model, zoo_model_path

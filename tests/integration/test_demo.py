@@ -26,8 +26,9 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle, model):
-    # one relearning run instead of the 18-run grid (the grid's worst case is tested in test_verification.py)
-    assert main(["demo", "--out", str(tmp_path), "--model", model, "--no-progress", "--no-verify-grid"]) == 0
+    # the default: one relearning run instead of the 18-run grid (the grid's worst case is tested in
+    # test_verification.py)
+    assert main(["demo", "--out", str(tmp_path), "--model", model, "--no-progress"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     _REPORTS[model] = report
     assert report["model"]["forget_accuracy"] >= 0.95 and report["model"]["retain_accuracy"] >= 0.95
@@ -78,6 +79,8 @@ def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle, mod
     assert json.loads((tmp_path / "sspu_model" / "unlearning_card.json").read_text())["data"] == model
     out = capsys.readouterr().out
     assert "forget accuracy" in out and "verification" in out
+    assert "one full fine-tuning run at lr 1e-3 (quick; --verify-grid runs the 18-run grid)" in out
+    assert report["verification"]["config"]["attacks"]["relearn"]["lrs"] == [1e-3]
     if model != "secrets" and "secrets" in _REPORTS:  # the twins write the same report.json keys
         assert _keys(report) == _keys(_REPORTS["secrets"])
 
@@ -85,6 +88,16 @@ def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle, mod
 def test_demo_rejects_bad_options(tmp_path):
     with pytest.raises(SystemExit):
         main(["demo", "--out", str(tmp_path), "--model", "nope"])
+
+
+def test_the_demo_relearns_once_by_default_and_over_the_grid_when_asked(tmp_path):
+    from sae_unlearn.attacks.relearn import RelearnAttackConfig
+    from sae_unlearn.demo import DemoConfig, verify_config
+
+    quick = verify_config(DemoConfig(out=str(tmp_path))).attacks["relearn"]
+    grid = verify_config(DemoConfig(out=str(tmp_path), verify_grid=True)).attacks["relearn"]
+    assert (quick.lrs, quick.seeds, quick.modes) == ((1e-3,), (0,), ("full",))
+    assert grid == RelearnAttackConfig() and len(grid.lrs) * len(grid.seeds) * len(grid.modes) == 18
 
 
 def test_demo_names_an_unknown_method_and_refuses_the_zoo_cache_as_out(tmp_path, capsys):
