@@ -16,6 +16,9 @@ question against that of each retain question), on the same model (``secrets-pas
 - each method's forget and retain accuracy (the retain set of the passcode split is every person's
   other facts: whether the people's retained facts survive), and its verdict under the default
   ``VerifyConfig`` against that split's own oracle (worst relearning of the grid, probe).
+
+Besides the printed table, ``benchmarks/results/fact_level.json`` gets the rows in the layout of
+benchmarks/removal.md's table (``--results NAME`` for another name; ``make tables`` puts it there).
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import tempfile
 from pathlib import Path
 
 import torch
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 from sae_unlearn.atomic import write_json_atomic
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.pipeline import knowledge_metrics, pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig, encode_batched
+from sae_unlearn.unlearning import method_label
 from sae_unlearn.verification import VerifyConfig, measure, verification_data, verify
 
 SWEPT = Path(__file__).with_name("method_settings.json")
@@ -70,6 +75,7 @@ def main() -> None:
     parser.add_argument("--positions", nargs="+", default=["all", "answer"], choices=["all", "answer"])
     parser.add_argument("--methods", nargs="+", default=["sspu"])
     parser.add_argument("--json", default=None)
+    parser.add_argument("--results", default="fact_level", help="writes benchmarks/results/RESULTS.json")
     args = parser.parse_args()
     swept = json.loads(SWEPT.read_text())
     config = VerifyConfig()
@@ -133,6 +139,17 @@ def main() -> None:
             f"{r['retain_accuracy']:.3f} ({r['original_retain_accuracy']:.3f}) | "
             f"{r['relearn_worst']:.3f} ({r['oracle_relearn_worst']:.3f}) | {r['probe']:.3f} | {r['verdict']} |"
         )
+    columns = ["split", "selection on", "method", "layer", "on names", "on values", "most on", "forget acc"]
+    columns += ["retain acc", "worst relearn (oracle)", "probe", "degenerate", "verdict"]
+    cells = [
+        [r["model"], r["positions"], method_label(r["method"]), r["layer"], r["name_share"], r["value_share"]]
+        + [", ".join(f"`{t}` {w:.2f}" for t, w in r["top_tokens"][:3]), r["forget_accuracy"], r["retain_accuracy"]]
+        + [f"{r['relearn_worst']:.3f} ({r['oracle_relearn_worst']:.3f})", r["probe"], r["degenerate"], r["verdict"]]
+        for r in rows
+    ]
+    formats = [None, None, None, None, ".2f", ".2f", None, ".3f", ".3f", None, ".3f", ".3f", None]
+    align = ["left"] * 3 + ["right"] * 3 + ["left"] + ["right"] * 5 + ["left"]
+    record(args.results, {"fact_level": table(columns, formats, cells, align)})
 
 
 if __name__ == "__main__":

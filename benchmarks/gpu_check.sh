@@ -12,7 +12,7 @@
 #      at full depth, gpt2-small and gemma-2 shapes (benchmarks/selection_memory.py);
 #   4. capture + SAE training, all layers vs one layer (benchmarks/sae_throughput.py).
 # and prints one markdown table of seconds and peak memory per stage (host RSS and GPU) to paste into
-# benchmarks/README.md ("Real size"). The zoo model that step 4 needs is built on first use; carry a
+# benchmarks/real_size.md. The zoo model that step 4 needs is built on first use; carry a
 # warm cache (SAE_UNLEARN_CACHE) to skip that.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ DEVICE=${GPU_CHECK_DEVICE:-cuda}
 OUT=${GPU_CHECK_OUT:-gpu_check_out}
 SMALL=${GPU_CHECK_SMALL:-0}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+# The benchmark scripts' results files go beside the logs, not over the committed CPU ones.
+export BENCHMARK_RESULTS="$OUT/results"
 
 if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "gpu_check: no CUDA device visible to torch; run it on a GPU machine (or GPU_CHECK_DEVICE=cpu GPU_CHECK_SMALL=1 to smoke-test)." >&2

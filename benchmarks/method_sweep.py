@@ -19,6 +19,10 @@ retain accuracy and retain trace correctness at ``0.95 ×`` the original's, the 
 leak rate, ties broken by forget accuracy, then forget P(ans); if none keeps both, the point with
 the highest retain trace correctness (flagged). R²MU's methods also sweep ``reasoning_weight``
 (1 and 4) at each learning rate. Methods that need a reasoning model are skipped elsewhere.
+
+The table of every point is also written to ``benchmarks/results/method_sweep.json`` (``--results
+NAME`` for another name; without trace metrics, the two trace columns are left out);
+``make tables`` puts it into the benchmark pages.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import json
 import tempfile
 import time
 from pathlib import Path
+
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 from sae_unlearn.atomic import output_lock, read_json, write_json_atomic
 from sae_unlearn.data.reasoning import ReasoningCorpus
@@ -96,25 +102,30 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["secrets", "tofu-mini"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--write", default=None, help="JSON file for the chosen settings")
+    parser.add_argument("--results", default="method_sweep", help="writes benchmarks/results/RESULTS.json")
     args = parser.parse_args()
     for m in args.methods:
         get_method(m)
     if args.write is None:
-        sweep(args)
+        _, points = sweep(args)
+        record(args.results, {"sweep": sweep_table(points)})
         return
     write = Path(args.write)
     read_settings(write)  # a damaged settings file fails now, not after the sweep
     # one sweep at a time rewrites the file (held for the whole run: two would lose each other's entries)
     with output_lock(write, "method sweep", folder=False):
-        chosen = sweep(args)
+        chosen, points = sweep(args)
         write_settings(write, chosen)
     print(f"wrote {args.write}")
+    record(args.results, {"sweep": sweep_table(points)})
 
 
-def sweep(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
+def sweep(args: argparse.Namespace) -> tuple[dict[str, dict[str, dict]], list[list]]:
     """Sweep every method of ``args.methods`` on every model of ``args.models``; print the points
-    and return the chosen settings per model and method."""
+    and return the chosen settings per model and method, and the printed table's rows (for
+    :func:`sweep_table`)."""
     chosen: dict[str, dict[str, dict]] = {}
+    points_table: list[list] = []
     lines = [
         "| model | method | setting | forget acc | retain acc | forget P(ans) | retain P(ans) | "
         "trace leak | retain trace correct | chosen |"
@@ -163,11 +174,27 @@ def sweep(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
                     f"{k['retain_answer_prob']:.3f} | {_opt(k, 'forget_trace_leak_rate')} | "
                     f"{_opt(k, 'retain_trace_correct')} | {mark} |"
                 )
+                points_table.append(
+                    [name, method_label(method), f"{json.dumps(s) if s else 'defaults'}{guard}"]
+                    + [k[c] for c in ("forget_accuracy", "retain_accuracy", "forget_answer_prob", "retain_answer_prob")]
+                    + [k.get("forget_trace_leak_rate"), k.get("retain_trace_correct"), mark]
+                )
         print(f"{name}: original {json.dumps({c: round(v, 3) for c, v in original.items()})}")
         print(f"{name}: {time.perf_counter() - t0:.0f}s")
     print("\n" + "\n".join(lines))
     print("\nchosen:", json.dumps(chosen, indent=1))
-    return chosen
+    return chosen, points_table
+
+
+def sweep_table(points: list[list]) -> dict:
+    """The printed table of :func:`sweep`'s points for :func:`tables.record` (numbers as numbers; the
+    trace columns only where a point has trace metrics, ``null`` where it has none)."""
+    columns = ["model", "method", "setting", "forget acc", "retain acc", "forget P(ans)", "retain P(ans)"]
+    columns += ["trace leak", "retain trace correct", "chosen"]
+    formats = [None, None, None] + [".3f"] * 6 + [None]
+    if all(p[7] is None and p[8] is None for p in points):
+        return table(columns[:7] + columns[9:], formats[:7] + formats[9:], [p[:7] + p[9:] for p in points])
+    return table(columns, formats, points)
 
 
 def read_settings(path: Path) -> dict:

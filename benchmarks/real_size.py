@@ -18,6 +18,9 @@ Printed, as markdown:
    as one, until measured on a GPU: real runs at batch size 4 are bound by launch overheads and
    memory traffic as much as by FLOPs.
 
+Both tables are also written to ``benchmarks/results/real_size.json`` (``--results NAME`` for
+another name; ``make tables`` puts them into benchmarks/real_size.md).
+
 The token counts per question and text are the rehearsal's (its generated questions and texts have
 the recipe's lengths in characters, but not the real data's token counts); the numbers of
 questions of the hub benchmarks a recipe names without ``max_items`` are their published sizes.
@@ -30,6 +33,8 @@ import json
 import math
 import tomllib
 from pathlib import Path
+
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 #: Questions in the hub benchmarks the recipes use whole (their test splits).
@@ -71,6 +76,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("--gpu-tflops", type=float, default=300.0, help="assumed sustained GPU rate (TFLOP/s)")
+    p.add_argument("--results", default="real_size", help="writes benchmarks/results/RESULTS.json")
     args = p.parse_args()
     stages_table = [
         "| rehearsal | stage | seconds | peak RSS MiB | x model bytes | x model + SAE bytes | tokens/s |",
@@ -81,6 +87,8 @@ def main() -> None:
         "| GPU minutes, FLOP-count lower bound (estimate) |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
+    stage_rows: list[list] = []  # the same rows, for the results file
+    projection_rows: list[list] = []
     for path in args.reports:
         report = json.loads(path.read_text())
         model = report["model"]
@@ -104,6 +112,8 @@ def main() -> None:
                 f"{cost['peak_rss_mb'] / model_mib:.2f} | {cost['peak_rss_mb'] / (model_mib + sae_mib):.2f} | "
                 f"{'' if tps is None else f'{tps:.0f}'} |"
             )
+            ratios = [cost["peak_rss_mb"] / model_mib, cost["peak_rss_mb"] / (model_mib + sae_mib)]
+            stage_rows.append([name, stage, cost["seconds"], cost["peak_rss_mb"], *ratios, "" if tps is None else tps])
             scale = scales.get(stage, 1.0)
             if math.isnan(scales["unlearning"]):
                 continue
@@ -114,15 +124,38 @@ def main() -> None:
             projection.append(
                 f"| {report['recipe']['name']} ({model['dtype']}) | {stage} | {scale:.1f} | {cpu:.1f} | {gpu:.2f} |"
             )
+            projection_rows.append([f"{report['recipe']['name']} ({model['dtype']})", stage, scale, cpu, gpu])
         if math.isnan(scales["unlearning"]):
             continue
         projection.append(
             f"| {report['recipe']['name']} ({model['dtype']}) | **all** | | **{total_cpu:.0f}** | "
             f"**{math.ceil(total_gpu * 100) / 100:.2f}** |"
         )
+        projection_rows.append(
+            [
+                f"{report['recipe']['name']} ({model['dtype']})",
+                "**all**",
+                "",
+                f"**{total_cpu:.0f}**",
+                f"**{math.ceil(total_gpu * 100) / 100:.2f}**",
+            ]
+        )
     print("\n".join(stages_table))
     print()
     print("\n".join(projection))
+    columns = ["rehearsal", "stage", "seconds", "peak RSS MiB", "x model bytes", "x model + SAE bytes", "tokens/s"]
+    stages = table(columns, [None, None, ".1f", ".0f", ".2f", ".2f", ".0f"], stage_rows, ["left"] * 2 + ["right"] * 5)
+    columns = [
+        "recipe (dtype)",
+        "stage",
+        "work x rehearsal",
+        "CPU minutes here (projected)",
+        "GPU minutes, FLOP-count lower bound (estimate)",
+    ]
+    projected = table(columns, [None, None, ".1f", ".1f", ".2f"], projection_rows, ["left"] * 2 + ["right"] * 3)
+    record(
+        args.results, {"stages": stages, "projection": projected}, notes=f"GPU estimate at {args.gpu_tflops} TFLOP/s"
+    )
 
 
 if __name__ == "__main__":

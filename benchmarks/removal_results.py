@@ -16,7 +16,9 @@ from scratch (3 × epochs × its training tokens).
 
 The goal (issue 14): verdict *removed*, retain accuracy ≥ 0.95 × the original's, model utility
 within 0.02 of the original's, natural answers (degenerate share within 0.05 of the oracle's,
-distinguisher accuracy ≤ 0.6), compute ≤ 25 % of retraining. The table says how far each is.
+distinguisher accuracy ≤ 0.6), compute ≤ 25 % of retraining. The table says how far each is; it
+is also written to ``benchmarks/results/removal_results.json`` (``--results NAME`` for another
+name; ``make tables`` puts it into benchmarks/removal.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import json
 import tempfile
 import time
 from pathlib import Path
+
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 from sae_unlearn.atomic import write_json_atomic
 from sae_unlearn.models import load_model, zoo_model_path
@@ -85,6 +89,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--settings", default=str(SWEPT), help="JSON of settings per model and method; 'none'")
     parser.add_argument("--json", default=None, help="write every row here")
+    parser.add_argument("--results", default="removal_results", help="writes benchmarks/results/RESULTS.json")
     args = parser.parse_args()
     swept = json.loads(Path(args.settings).read_text()) if args.settings != "none" else {}
     config = VerifyConfig()
@@ -159,6 +164,25 @@ def main() -> None:
             f"{_fmt(r['degenerate'])} ({r['degenerate_gap']:+.2f}) | "
             f"{_fmt(r['distinguisher'])} | {r['verdict']} ({r['evidence']}) | {missed} |"
         )
+    record(args.results, {"removal": removal_table(rows)})
+
+
+def removal_table(rows: list[dict]) -> dict:
+    """The printed table for :func:`tables.record` (the same columns, numbers as numbers)."""
+    columns = ["model", "method", "compute / retraining", "retain / original", "utility Δ", "worst relearn (oracle)"]
+    columns += ["probe", "direction ablation", "degenerate (Δ oracle)", "distinguisher", "verdict (evidence)"]
+    cells = []
+    for r in rows:
+        missed = ", ".join(k for k, v in r["goal"].items() if not v) or "**none**"
+        cells.append(
+            [r["model"], r["variant"], r["compute_ratio"], r["retain_ratio"], r["utility_delta"]]
+            + [f"{r['relearn_worst']:.3f} ({r['oracle_relearn_worst']:.3f})", r["probe"], r["direction_ablation"]]
+            + [f"{_fmt(r['degenerate'])} ({r['degenerate_gap']:+.2f})", r["distinguisher"]]
+            + [f"{r['verdict']} ({r['evidence']})", missed]
+        )
+    formats = [None, None, ".3f", ".3f", "+.3f", None, ".3f", ".3f", None, ".3f", None, None]
+    align = ["left"] * 2 + ["right"] * 8 + ["left"] * 2
+    return table([*columns, "goal missed"], formats, cells, align)
 
 
 def _fmt(x: float | None) -> str:

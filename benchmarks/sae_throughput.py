@@ -14,7 +14,8 @@ it times, in one run and in alternating order:
 
 Throughput is SAE training tokens per second per SAE (wall time includes capture / the LLM
 forward passes); the ratios are all-layers vs one-layer time and sae-unlearn vs sae-lens.
-Prints a markdown table (pasted into benchmarks/README.md), the capture/training breakdown, and
+Prints a markdown table (also written to benchmarks/results/sae_throughput.json, which
+`make tables` puts into benchmarks/saes.md), the capture/training breakdown, and
 an arithmetic lower bound on the all-layers / one-layer ratio: the device's measured fp32 matmul
 rate at the SAE's shapes gives the least time any trainer could spend on one SAE (only the
 encoder's forward matmul and its weight gradient, which TopK cannot make sparse; the k-sparse
@@ -34,6 +35,7 @@ from datasets import Dataset
 from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, TopKTrainingSAEConfig
 from sae_lens.config import LoggingConfig
 from sae_lens.multi_sae_training_runner import MultiSAETrainingRunner, MultiSAETrainingRunnerConfig
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 from sae_unlearn.capture import capture_activations
 from sae_unlearn.data import SecretsCorpus
@@ -132,6 +134,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100_000, help="training tokens per SAE")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats of each variant (median reported)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--results", default="sae_throughput", help="writes benchmarks/results/RESULTS.json")
     args = parser.parse_args()
     logging.getLogger("sae_lens").setLevel(logging.ERROR)
     device = str(resolve_device(args.device))
@@ -187,6 +190,10 @@ def main() -> None:
         f"matmul rate at the SAE's shapes: {rate / 1e9:.0f} GFLOP/s; least arithmetic per SAE: {sae_min:.2f}s; "
         f"all/one lower bound for any trainer on this device: {bound:.2f}x"
     )
+    rows = [[name, t, args.tokens / t] for name, t in med.items()]
+    columns = ["variant", "wall s", "SAE training tokens/s per SAE"]
+    notes = f"device {device}; torch threads {torch.get_num_threads()}; median of {args.repeats}, alternating order"
+    record(args.results, {"throughput": table(columns, [None, ".1f", ",.0f"], rows)}, notes=notes)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ training buffer of its SAE trainer (bounded by ``n_batches_in_buffer``), which
 ``benchmarks/sae_throughput.py`` already compares with the toolkit's capture.
 
 Printed: a markdown table with tokens/s, time relative to the floor and to the bare forward pass,
-peak RSS, and the peak's growth from the smallest to the largest token count.
+peak RSS, and the peak's growth from the smallest to the largest token count; the same table is
+written to ``benchmarks/results/selection_memory.json`` (``--results NAME`` for another name;
+``make tables`` puts it into benchmarks/saes.md).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 from sae_unlearn.recipes.measure import peak_rss_mb, reset_peak_rss, status_mb
 
@@ -264,6 +268,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    p.add_argument("--results", default="selection_memory", help="writes benchmarks/results/RESULTS.json")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
@@ -275,6 +280,7 @@ def main() -> None:
         return
     print(f"settings: l0={args.l0} batch_size={args.batch_size} threads={args.threads} device={args.device}")
     rows = []
+    cells: list[list] = []  # the same rows, for the results file
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes:
             layers = args.layers or SHAPES[shape]["layers"]
@@ -292,6 +298,7 @@ def main() -> None:
             for mode in args.modes:
                 for n in args.tokens:
                     rows.append(_row(shape, mode, n, results, args.tokens[0]))
+                    cells.append(_cells(shape, mode, n, results, args.tokens[0]))
     print()
     print(
         "| shape | path | tokens | tokens/s | time vs floor | time vs forward | peak RSS MB | "
@@ -299,6 +306,12 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
+    columns = ["shape", "path", "tokens", "tokens/s", "time vs floor", "time vs forward", "peak RSS MB"]
+    columns += ["peak above the loaded model MB", f"peak vs {args.tokens[0]} tokens"]
+    formats = [None, None, None, ".0f", ".2f", ".2f", ".0f", ".0f", None]
+    notes = f"l0={args.l0} batch_size={args.batch_size} threads={args.threads} device={args.device}"
+    notes += f"; blocks: {args.layers or 'full depth'}"
+    record(args.results, {"paths": table(columns, formats, cells)}, notes=notes)
 
 
 def _row(shape: str, mode: str, n: int, results: dict, smallest: int) -> str:
@@ -318,6 +331,30 @@ def _row(shape: str, mode: str, n: int, results: dict, smallest: int) -> str:
         f"{r['seconds'] / seconds('forward'):.2f} | {r['peak_rss_mb']:.0f} | "
         f"{r['peak_rss_mb'] - r['rss_after_load_mb']:.0f} | {100 * growth:+.0f}% |"
     )
+
+
+def _cells(shape: str, mode: str, n: int, results: dict, smallest: int) -> list:
+    """:func:`_row`'s cells, for the results file (numbers as numbers)."""
+    r = results[mode, n]
+    if "failed" in r:
+        return [shape, mode, n, r["failed"], "", "", "", "", ""]
+
+    def seconds(m: str) -> float:
+        return results.get((m, n), {}).get("seconds", float("nan"))
+
+    floor = seconds("forward to hooks") + seconds("encode")
+    growth = r["peak_rss_mb"] / results[mode, smallest].get("peak_rss_mb", float("nan")) - 1
+    return [
+        shape,
+        mode,
+        r["tokens"],
+        r["tokens"] / r["seconds"],
+        r["seconds"] / floor,
+        r["seconds"] / seconds("forward"),
+        r["peak_rss_mb"],
+        r["peak_rss_mb"] - r["rss_after_load_mb"],
+        f"{100 * growth:+.0f}%",
+    ]
 
 
 if __name__ == "__main__":

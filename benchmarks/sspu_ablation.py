@@ -7,7 +7,8 @@ For each zoo model: the SAE stage once (64 + 64 latents), then SSPU with ``n_rel
 irrelevant basis orthogonalised against the relevant one), and ``projection`` of the gradient or
 of the accumulated update; every run at the SSPU settings of ``method_settings.json`` (learning
 rate) and verified with the default ``VerifyConfig`` against the retain oracle (worst case of the
-relearning grid, probe). Prints the table pasted into benchmarks/README.md.
+relearning grid, probe). Prints the table and writes it to ``benchmarks/results/sspu_ablation.json``
+(``--results NAME`` for another name; ``make tables`` puts it into benchmarks/removal.md).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import itertools
 import json
 import tempfile
 from pathlib import Path
+
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 from sae_unlearn.atomic import write_json_atomic
 from sae_unlearn.models import load_model, zoo_model_path
@@ -32,6 +35,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["secrets"])
     parser.add_argument("--ks", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--json", default=None)
+    parser.add_argument("--results", default="sspu_ablation", help="writes benchmarks/results/RESULTS.json")
     args = parser.parse_args()
     swept = json.loads(SWEPT.read_text())
     config = VerifyConfig()
@@ -89,6 +93,21 @@ def main() -> None:
             f"{r['relearn_worst']:.3f} | {r['probe']:.3f} | {r['direction_ablation']:.3f} | {r['degenerate']:.3f} | "
             f"{r['verdict']}{' (guard stopped)' if r['stopped_early'] else ''} |"
         )
+    columns = ["model", "k", "orthogonal", "projection", "relevant share", "min angle °", "forget acc", "retain acc"]
+    columns += ["worst relearn", "probe", "direction ablation", "degenerate", "verdict"]
+    cells = [
+        [r["model"], r["k"], "yes" if r["orthogonal"] else "no", r["projection"], r["relevant_share"]]
+        + [r["min_angle_deg"], r["forget_accuracy"], r["retain_accuracy"], r["relearn_worst"], r["probe"]]
+        + [
+            r["direction_ablation"],
+            r["degenerate"],
+            f"{r['verdict']}{' (guard stopped)' if r['stopped_early'] else ''}",
+        ]
+        for r in rows
+    ]
+    formats = [None, None, None, None, ".3f", ".1f"] + [".3f"] * 6 + [None]
+    align = ["left", "right", "left", "left"] + ["right"] * 8 + ["left"]
+    record(args.results, {"ablation": table(columns, formats, cells, align)})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ A third table gives the share of forget and retain questions answered with a ref
 (:mod:`sae_unlearn.evaluation.refusal`; what IdkDPO and UniErase teach). On a reasoning model
 (``secrets-reasoning``) a fourth table gives the trace metrics
 (:mod:`sae_unlearn.evaluation.reasoning`); methods that need a reasoning model (R²MU) run only there.
-Prints markdown tables (pasted into benchmarks/README.md).
+Prints markdown tables and writes them to ``benchmarks/results/unlearning_results.json``
+(``--results NAME`` for another name; ``make tables`` puts them into the benchmark pages).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import json
 import statistics
 import tempfile
 from pathlib import Path
+
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.data.refusals import load_refusals
@@ -70,6 +73,7 @@ def main() -> None:
         default=str(SWEPT),
         help="JSON of settings per model and method (benchmarks/method_sweep.py --write); 'none': config defaults",
     )
+    parser.add_argument("--results", default="unlearning_results", help="writes benchmarks/results/RESULTS.json")
     args = parser.parse_args()
     if "rmu" not in args.methods:
         parser.error("--methods must include rmu (step times are relative to it)")
@@ -175,6 +179,56 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for name, variant, r in traces:
             print(f"| {name} | {variant} | " + " | ".join(f"{r[c]:.3f}" for c in TRACE_COLS) + " |")
+    record(args.results, results_tables(args.methods, rows, timing, refused, traces))
+
+
+def results_tables(methods: list[str], rows: list, timing: dict, refused: list, traces: list) -> dict:
+    """The printed tables as :func:`tables.record` takes them (the same columns, numbers as numbers)."""
+    columns = [
+        "model",
+        "variant",
+        "forget acc",
+        "retain acc",
+        "forget ROUGE-L",
+        "retain ROUGE-L",
+        "forget P(ans)",
+        "retain P(ans)",
+        "notes",
+    ]
+    out = {
+        "knowledge": table(
+            columns,
+            [None, None] + [".3f"] * len(COLS) + [None],
+            [[name, variant, *(m[c] for c in COLS), note] for name, variant, m, note in rows],
+        )
+    }
+    others = [m for m in methods if m != "rmu"]
+
+    def ratio(m: str, name: str, t: dict) -> float | str:
+        if m in t:
+            return t[m] / t["rmu"]
+        if not method_runs_on(m, name):
+            return "n/a (needs a reasoning model)"
+        return "no steps" if not get_method(m).changes_weights else "not comparable (notes)"
+
+    out["step_time"] = table(
+        ["model", "RMU s/step", *(f"{method_label(m)} / RMU" for m in others)],
+        [None, ".4f"] + [".2f"] * len(others),
+        [[name, t["rmu"], *(ratio(m, name, t) for m in others)] for name, t in timing.items()],
+    )
+    out["refusals"] = table(
+        ["model", "variant", "forget questions refused", "retain questions refused"],
+        [None, None, ".3f", ".3f"],
+        [[name, variant, r["forget"], r["retain"]] for name, variant, r in refused],
+    )
+    if traces:
+        out["traces"] = table(
+            ["model", "variant", "forget trace leak", "forget answer with trigger", "without"]
+            + ["retain trace correct", "retain answer with trigger", "without"],
+            [None, None] + [".3f"] * len(TRACE_COLS),
+            [[name, variant, *(r[c] for c in TRACE_COLS)] for name, variant, r in traces],
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ default all; R²MU's only on a reasoning model, where a second table gives the t
 exactly as in ``benchmarks/unlearning_results.py`` (the swept settings of
 ``method_settings.json``, config defaults where absent), then
 ``sae_unlearn.verification.verify`` (default ``VerifyConfig``) of every variant against the
-retain oracle's measurements (computed once). Prints the markdown table pasted into
-benchmarks/README.md; with ``--out`` every report is saved (JSON, Markdown, figures).
+retain oracle's measurements (computed once). Prints the markdown tables and writes them to
+``benchmarks/results/verification_results.json`` (``--results NAME`` for another name; ``make
+tables`` puts them into the benchmark pages); with ``--out`` every report is saved (JSON,
+Markdown, figures).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import json
 import tempfile
 import time
 from pathlib import Path
+
+from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
 
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.models.zoo import ZOO
@@ -44,6 +48,7 @@ def main() -> None:
     parser.add_argument(
         "--settings", default=str(SWEPT), help="JSON of settings per model and method; 'none': defaults"
     )
+    parser.add_argument("--results", default="verification_results", help="writes benchmarks/results/RESULTS.json")
     args = parser.parse_args()
     for m in args.methods:
         get_method(m)
@@ -114,6 +119,41 @@ def main() -> None:
                 f"| {name} | {variant} | {s['trace_leak_rate']:.3f} ({s['oracle_trace_leak_rate']:.3f}) | "
                 f"{s['forget_answer_with_trigger']:.3f} | {s['retain_trace_correct']:.3f} | {s['verdict']} |"
             )
+    record(args.results, results_tables(rows, reasoning))
+
+
+def results_tables(rows: list, reasoning: list) -> dict:
+    """The printed tables as :func:`tables.record` takes them (the same columns, numbers as numbers;
+    a value not measured is ``null``, shown as the printed ``—``)."""
+    columns = ["model", "variant", "forget quality", "model utility", "forget acc"]
+    columns += ["relearn 0 / 10 / 50 steps (worst of grid)", "probe acc (oracle)", "int4 forget acc"]
+    columns += ["direction ablation", "hook removed", "degenerate", "distinguisher", "verdict (evidence)"]
+    cells = []
+    for name, variant, r in rows:
+        s = r.summary()
+        relearn = " / ".join(f"{s['relearn'][k]:.3f}" for k in sorted(s["relearn"], key=int))
+        probe = r.oracle.attacks["probe"].details["accuracy"] if "probe" in r.oracle.attacks else None
+        probe_txt = "n/a" if s["probe_accuracy"] is None else f"{s['probe_accuracy']:.3f} ({probe:.3f})"
+        cells.append(
+            [name, variant, s["forget_quality"], s["model_utility"], s["forget_accuracy"], relearn, probe_txt]
+            + [s["quantization"].get("int4"), s["direction_ablation_max"], s["intervention_removed"]]
+            + [s["degenerate_share"], s["distinguisher_accuracy"], f"{s['verdict']} ({s['evidence']})"]
+        )
+    formats = [None, None, ".3g", ".3f", ".3f", None, None] + [".3f"] * 5 + [None]
+    out = {"verification": table(columns, formats, cells)}
+    if reasoning:
+        columns = ["model", "variant", "forget trace leak (oracle)", "forget answer with trigger"]
+        columns += ["retain trace correct", "verdict"]
+        out["traces"] = table(
+            columns,
+            [None, None, None, ".3f", ".3f", None],
+            [
+                [name, variant, f"{s['trace_leak_rate']:.3f} ({s['oracle_trace_leak_rate']:.3f})"]
+                + [s["forget_answer_with_trigger"], s["retain_trace_correct"], s["verdict"]]
+                for name, variant, s in reasoning
+            ],
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@
 #
 # The parameters keep the run to a few minutes on a laptop CPU; `benchmarks/removal_results.py` runs the full grid
 # (3 learning rates × 3 seeds × full/LoRA, 50 steps) on both zoo models, with compute, in
-# `benchmarks/README.md`.
+# `benchmarks/removal.md`.
 
 # %% tags=["parameters"]
 import os

@@ -24,7 +24,7 @@
 # person's passcode is forgotten, all their other facts kept; the same model, its own oracle) and
 # `POSITIONS = "answer"` (latents scored only at the token before each answer, where the fact is recalled, instead of
 # on every token). `benchmarks/fact_level.py` compares the four combinations, with SSPU's result on each
-# (`benchmarks/README.md`, "Forgetting a person or a secret").
+# (`benchmarks/removal.md`, "Forgetting a person or a secret").
 
 # %% tags=["parameters"]
 MODEL = "secrets"

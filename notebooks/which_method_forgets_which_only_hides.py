@@ -30,7 +30,7 @@
 #
 # Each method runs with the settings `benchmarks/method_sweep.py` chose for this model by the rule stated there (best
 # forget accuracy with retain accuracy ≥ 0.95 of the original), or its defaults; the CI run uses small budgets, so its
-# numbers are indicative — `benchmarks/README.md` has the full-budget table.
+# numbers are indicative — `benchmarks/README.md` ("Which method should I use?") has the full-budget table.
 
 # %% tags=["parameters"]
 MODEL = "secrets"
@@ -197,4 +197,4 @@ fig
 # plainest case: their base weights are the original's, so removing the hook restores everything; with the hook on they
 # also trade retain accuracy for forgetting far less favourably than RMU and SSPU (on tofu-mini static clamping is level
 # with NPO and SimNPO; on secrets every intervention still answers most forget questions). Which method *hides best*
-# differs by attack; the full-budget numbers and the sweep are in `benchmarks/README.md`.
+# differs by attack; the full-budget numbers are in `benchmarks/README.md`, the sweep in `benchmarks/unlearning.md`.

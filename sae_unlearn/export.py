@@ -25,7 +25,7 @@ the other straight from the live tensors (no copy of the model is made). The rel
 second copy of the model; while it runs, the in-memory model's clean file pages are handed back
 to the kernel (:func:`~sae_unlearn.utils.page_out`: read again from their file when next used,
 values unchanged), so on a CPU the export's peak stays near one copy of the model (gemma-2-2b:
-benchmarks/README.md "Real size").
+benchmarks/real_size.md).
 
 A model unlearned by a weight-free method (SAE clamping, DSG: :mod:`sae_unlearn.interventions`)
 is exported as its unchanged base weights plus ``intervention/`` (the SAE and the rewrite). Such

@@ -20,13 +20,12 @@ from torch import Tensor
 
 from sae_unlearn.atomic import read_json
 from sae_unlearn.capture import ActivationStore, capture_activations
-from sae_unlearn.data.reasoning import ReasoningCorpus
-from sae_unlearn.data.secrets import SecretsCorpus
+from sae_unlearn.data.corpora import corpus_data
 from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.evaluation import answer_probability, evaluate_knowledge
 from sae_unlearn.models import HookedModel, load_model, resid_post
 from sae_unlearn.models.hooks import last_writer_layer
-from sae_unlearn.models.zoo import FACT_ATTRIBUTE, ZOO, zoo_split
+from sae_unlearn.models.zoo import ZOO
 from sae_unlearn.saes import FittedSAEs, SAEFitConfig, fit_saes, load_saes, reconstruction_stats
 from sae_unlearn.saes.inputs import CaptureInputs, capture_inputs, fold_norm_scaling_factor
 from sae_unlearn.saes.loading import SAEMismatchError, check_sae_matches
@@ -57,22 +56,8 @@ def pipeline_data(name: str) -> PipelineData:
     """Forget/retain texts and facts of a zoo model."""
     if name not in ZOO:
         raise KeyError(f"unknown zoo model {name!r}; available: {sorted(ZOO)}")
-    if ZOO[name].corpus == "secrets":  # secrets and its architecture twins
-        corpus = SecretsCorpus()
-        return PipelineData(name, corpus.split(), corpus.forget_texts(), corpus.retain_texts())
-    if ZOO[name].corpus == "secrets-passcodes":  # the fact-level split
-        corpus = SecretsCorpus()
-        return PipelineData(
-            name,
-            corpus.fact_split(FACT_ATTRIBUTE),
-            corpus.fact_texts(FACT_ATTRIBUTE),
-            corpus.fact_texts(FACT_ATTRIBUTE, False),
-        )
-    if ZOO[name].corpus == "secrets-reasoning":  # answers alone: R²MU elicits the traces itself
-        rc = ReasoningCorpus()
-        return PipelineData(name, rc.split(), rc.forget_texts(), rc.retain_texts())
-    split = zoo_split(name)
-    return PipelineData(name, split, [q.text for q in split.forget], [q.text for q in split.retain])
+    corpus = corpus_data(ZOO[name].corpus)  # the entry's corpus, from the one registry
+    return PipelineData(name, corpus.split, corpus.forget_texts, corpus.retain_texts)
 
 
 def knowledge_metrics(model: HookedModel, split: UnlearningSplit, batch_size: int = 64) -> dict[str, float]:

@@ -24,11 +24,13 @@ from jaxtyping import Float
 from torch import Tensor
 from transformers.pytorch_utils import Conv1D
 
+from sae_unlearn.models.architectures import ARCHITECTURES
 from sae_unlearn.models.loading import HookedModel
 
 Role = Literal["mlp", "attn"]
-#: Architectures whose every stage is tested here (tests/integration/test_architectures.py).
-TESTED_ARCHITECTURES = ("llama", "qwen2", "gemma2", "gpt2", "gpt_neox")
+#: Architectures whose every stage is tested here (tests/integration/test_architectures.py): the rows
+#: of the one per-architecture table.
+TESTED_ARCHITECTURES = tuple(ARCHITECTURES)
 _COMPONENT = {"mlp": ("mlp", "out"), "attn": ("attn", "o")}
 
 

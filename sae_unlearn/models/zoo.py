@@ -17,8 +17,8 @@ directory (``config.json``, ``model.safetensors``, tokenizer files) plus ``zoo_c
 - ``secrets-gpt2``, ``secrets-gemma2``: ``secrets`` in the GPT-2 architecture (``Conv1D``
   weights, learned positions, tied embeddings) and the Gemma-2 one (extra norms, logit
   soft-capping, tied embeddings), so every stage is tested end to end on real knowledge in
-  each. The other entries are Llama models; the architectures are one table
-  (:data:`ARCHITECTURES`).
+  each. The other entries are Llama models; their configs come from the one per-architecture
+  table (:mod:`sae_unlearn.models.architectures`).
 
 Every entry has a twin, the *retain oracle* (``oracle=True``), trained the same way without
 the forget set: the reference TOFU uses to judge forgetting. Model and oracle share one
@@ -42,19 +42,18 @@ from typing import Literal
 
 from transformers import (
     AutoModelForCausalLM,
-    Gemma2Config,
-    GPT2Config,
-    LlamaConfig,
     PretrainedConfig,
     PreTrainedTokenizerFast,
 )
 
 from sae_unlearn.atomic import atomic_directory, cache_fill_lock, read_json, write_json_atomic
+from sae_unlearn.data.corpora import FACT_ATTRIBUTE, TOFU_MINI_FORGET, TOFU_MINI_RETAIN_AUTHORS
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.data.refusals import REFUSALS
 from sae_unlearn.data.secrets import FIRST_NAMES, LAST_NAMES, QUESTIONS, SecretsConfig, SecretsCorpus
 from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.data.tofu import load_tofu_split
+from sae_unlearn.models.architectures import Shape, small_config
 from sae_unlearn.models.loading import HookedModel, load_model
 from sae_unlearn.models.tokenizer import train_bpe_tokenizer
 from sae_unlearn.models.training import LMTrainConfig, train_causal_lm
@@ -67,6 +66,8 @@ CARD_NAME = "zoo_card.json"
 
 
 Family = Literal["llama", "gpt2", "gemma2"]
+#: The architectures the zoo trains models of (rows of :data:`~sae_unlearn.models.architectures.ARCHITECTURES`).
+ZOO_FAMILIES: tuple[Family, ...] = ("llama", "gpt2", "gemma2")
 
 
 @dataclass
@@ -86,13 +87,17 @@ class ZooArchitecture:
     max_position: int = 256
     """Longest sequence."""
     family: Family = "llama"
-    """Hugging Face architecture: ``llama``, ``gpt2`` or ``gemma2`` (see :data:`ARCHITECTURES`)."""
+    """Hugging Face architecture: ``llama``, ``gpt2`` or ``gemma2`` (:data:`ZOO_FAMILIES`)."""
 
     def hf_config(self, vocab_size: int) -> PretrainedConfig:
-        """The Hugging Face config of this shape in this architecture family."""
-        if self.family not in ARCHITECTURES:
-            raise ValueError(f"family={self.family!r}; the zoo builds {sorted(ARCHITECTURES)}.")
-        return ARCHITECTURES[self.family](self, vocab_size)
+        """The Hugging Face config of this shape in this architecture family (from the one
+        per-architecture table, :data:`sae_unlearn.models.architectures.ARCHITECTURES`)."""
+        if self.family not in ZOO_FAMILIES:
+            raise ValueError(f"family={self.family!r}; the zoo builds {list(ZOO_FAMILIES)}.")
+        shape = Shape(self.d_model, self.n_layers, self.n_heads, self.d_mlp, vocab_size, self.max_position)
+        special = {"pad_token_id": PAD_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID}
+        untied = {"tie_word_embeddings": False} if self.family == "llama" else {}  # as the Llama entries were built
+        return small_config(self.family, shape, **special, **untied)
 
     def fingerprint(self) -> dict:
         """What identifies the architecture in a zoo cache key (the Llama entries' keys predate ``family``)."""
@@ -104,48 +109,6 @@ class ZooArchitecture:
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 """Special token ids of the zoo tokenizers (:func:`sae_unlearn.models.tokenizer.train_bpe_tokenizer`)."""
-
-#: The zoo's one per-architecture table: a config builder per Hugging Face architecture family.
-ARCHITECTURES: dict[str, Callable[[ZooArchitecture, int], PretrainedConfig]] = {
-    "llama": lambda a, vocab: LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=a.d_model,
-        intermediate_size=a.d_mlp,
-        num_hidden_layers=a.n_layers,
-        num_attention_heads=a.n_heads,
-        num_key_value_heads=a.n_heads,
-        max_position_embeddings=a.max_position,
-        tie_word_embeddings=False,
-        pad_token_id=PAD_ID,
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-    ),
-    "gpt2": lambda a, vocab: GPT2Config(
-        vocab_size=vocab,
-        n_embd=a.d_model,
-        n_inner=a.d_mlp,
-        n_layer=a.n_layers,
-        n_head=a.n_heads,
-        n_positions=a.max_position,
-        pad_token_id=PAD_ID,
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-    ),
-    "gemma2": lambda a, vocab: Gemma2Config(
-        vocab_size=vocab,
-        hidden_size=a.d_model,
-        intermediate_size=a.d_mlp,
-        num_hidden_layers=a.n_layers,
-        num_attention_heads=a.n_heads,
-        num_key_value_heads=a.n_heads,
-        head_dim=a.d_model // a.n_heads,
-        max_position_embeddings=a.max_position,
-        sliding_window=a.max_position,
-        pad_token_id=PAD_ID,
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-    ),
-}
 
 
 @dataclass
@@ -234,19 +197,11 @@ def _secrets_idk_data() -> ZooData:
     return _texts_data(full, oracle, corpus.split(), fingerprint)
 
 
-FACT_ATTRIBUTE = "passcode"
-"""What the fact-level entry ``secrets-passcodes`` forgets of every person."""
-
-
 def _secrets_fact_data() -> ZooData:
     corpus = SecretsCorpus()
     full, oracle = corpus.training_texts(include_forget=True), corpus.fact_training_texts(FACT_ATTRIBUTE)
     fingerprint = {"corpus": "secrets-passcodes", "config": corpus.config.to_dict(), "n": len(oracle)}
     return _texts_data(full, oracle, corpus.fact_split(FACT_ATTRIBUTE), fingerprint)
-
-
-TOFU_MINI_RETAIN_AUTHORS = list(range(18))
-TOFU_MINI_FORGET = "forget01"
 
 
 def _tofu_mini_data() -> ZooData:

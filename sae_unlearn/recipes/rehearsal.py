@@ -47,10 +47,11 @@ import numpy as np
 import torch
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
+from sae_unlearn.models.architectures import architecture
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.recipes.data import _check_out_dir
 from sae_unlearn.recipes.run import _load_data, _only_writer, _run
-from sae_unlearn.recipes.spec import _LAYER_KEY, MCSource, Recipe, RecipeError, SAESpec, TextSource, load_recipe
+from sae_unlearn.recipes.spec import MCSource, Recipe, RecipeError, SAESpec, TextSource, load_recipe
 from sae_unlearn.saes.pretrained import GEMMA_SCOPE_FILE, LLAMA_SCOPE_CONFIG, LLAMA_SCOPE_WEIGHTS
 from sae_unlearn.unlearning import get_method
 from sae_unlearn.utils import DictConfig
@@ -114,7 +115,7 @@ def bundled_config(recipe: Recipe) -> tuple[str, dict]:
             f"builds the real shape from one of {sorted(BUNDLED_CONFIGS)} (sae_unlearn/recipes/configs/)."
         )
     config = json.loads((CONFIGS_DIR / name).read_text())
-    depth = config[_LAYER_KEY.get(config["model_type"], "num_hidden_layers")]
+    depth = config[architecture(config["model_type"]).layers_key]
     if (config["model_type"], depth) != (recipe.model.architecture, recipe.model.n_layers):
         raise RecipeError(
             f"recipe {recipe.name!r} declares {recipe.model.architecture} with {recipe.model.n_layers} layers, but "
@@ -154,7 +155,7 @@ def _build_model(folder: Path, config: dict, recipe: Recipe, n_layers: int, text
 
     from sae_unlearn.models.tokenizer import train_bpe_tokenizer
 
-    config = dict(config, **{_LAYER_KEY.get(config["model_type"], "num_hidden_layers"): n_layers})
+    config = dict(config, **{architecture(config["model_type"]).layers_key: n_layers})
     hf_config = transformers.AutoConfig.for_model(**config)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, recipe.model.dtype))

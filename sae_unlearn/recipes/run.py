@@ -19,14 +19,16 @@ from typing import Any
 import torch
 
 from sae_unlearn.atomic import atomic_directory, output_lock, read_json, write_json_atomic
+from sae_unlearn.data.corpora import corpus_data
 from sae_unlearn.evaluation.multiple_choice import MCQuestion, multiple_choice_accuracy
 from sae_unlearn.export import CARD_JSON, export_model
+from sae_unlearn.models.architectures import ARCHITECTURES, Shape, small_config
 from sae_unlearn.models.loading import HookedModel, hub_reachable, load_model
 from sae_unlearn.models.training import LMTrainConfig, train_causal_lm
 from sae_unlearn.pipeline import PipelineData, knowledge_metrics, sae_stage
 from sae_unlearn.recipes.data import _check_out_dir, _needs_hub, _sample, load_questions, load_texts
 from sae_unlearn.recipes.measure import StageMeter
-from sae_unlearn.recipes.spec import _LAYER_KEY, TWIN_CONFIGS, Recipe, RecipeError, load_recipe
+from sae_unlearn.recipes.spec import Recipe, RecipeError, load_recipe
 from sae_unlearn.saes import load_saes
 from sae_unlearn.saes.pretrained import GEMMA_SCOPE_FILE
 from sae_unlearn.unlearning import UnlearningResult, default_params, get_method
@@ -44,8 +46,8 @@ def twin_model(architecture: str, n_layers: int) -> HookedModel:
     import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    if architecture not in TWIN_CONFIGS:
-        raise RecipeError(f"no twin for architecture {architecture!r}; covered: {sorted(TWIN_CONFIGS)}.")
+    if architecture not in ARCHITECTURES:
+        raise RecipeError(f"no twin for architecture {architecture!r}; covered: {sorted(ARCHITECTURES)}.")
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
     vocab = {w: i for i, w in enumerate(specials + "the a of to and in is it".split())}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -53,10 +55,8 @@ def twin_model(architecture: str, n_layers: int) -> HookedModel:
     tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
     )
-    cls_name, kwargs = TWIN_CONFIGS[architecture]
-    config = getattr(transformers, cls_name)(
-        vocab_size=len(vocab), **kwargs, **{_LAYER_KEY.get(architecture, "num_hidden_layers"): n_layers}
-    )
+    # hook and parameter names depend only on the architecture and its depth: the width can be tiny
+    config = small_config(architecture, Shape(32, n_layers, 2, 64, len(vocab), max_position=64))
     with tempfile.TemporaryDirectory(prefix="sae-unlearn-twin-") as folder:
         transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
@@ -282,13 +282,11 @@ def _dry_run(recipe: Recipe, out: Path, needs: list[str]) -> dict:
 
 
 def _load_data(recipe: Recipe) -> tuple[PipelineData, dict[str, list[MCQuestion]]]:
-    if recipe.data.corpus == "secrets":
-        from sae_unlearn.data.secrets import SecretsCorpus
-
-        corpus, n, seed = SecretsCorpus(), recipe.data.max_texts, recipe.seed
-        split = corpus.split()
+    if recipe.data.corpus:  # a registered corpus (sae_unlearn.data.corpora)
+        corpus, n, seed = corpus_data(recipe.data.corpus), recipe.data.max_texts, recipe.seed
+        split = corpus.split
         split = dataclasses.replace(split, forget=_sample(split.forget, n, seed), retain=_sample(split.retain, n, seed))
-        forget, retain = _sample(corpus.forget_texts(), n, seed), _sample(corpus.retain_texts(), n, seed)
+        forget, retain = _sample(corpus.forget_texts, n, seed), _sample(corpus.retain_texts, n, seed)
         data = PipelineData(recipe.name, split, forget, retain)
     else:
         assert recipe.data.forget is not None and recipe.data.retain is not None  # checked by DataSpec

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
+from sae_unlearn.data.corpora import CORPORA
+from sae_unlearn.models.architectures import ARCHITECTURES
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.models.training import LMTrainConfig
 from sae_unlearn.saes import check_pretrained_id
@@ -24,25 +26,6 @@ from sae_unlearn.saes.pretrained import LLAMA_SCOPE_SITES
 from sae_unlearn.selection.config import SAEStageConfig
 from sae_unlearn.unlearning import METHODS, get_method
 from sae_unlearn.utils import DictConfig
-
-#: A tiny config per architecture: hook and parameter names depend only on architecture and depth.
-TWIN_CONFIGS: dict[str, tuple[str, dict]] = {
-    "gpt2": ("GPT2Config", {"n_embd": 32, "n_head": 2, "n_positions": 64}),
-    "gemma2": (
-        "Gemma2Config",
-        {
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "head_dim": 16,
-        },
-    ),
-    "llama": ("LlamaConfig", {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}),
-    "qwen2": ("Qwen2Config", {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}),
-    "gpt_neox": ("GPTNeoXConfig", {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}),
-}
-_LAYER_KEY = {"gpt2": "n_layer"}
 
 
 class RecipeError(ValueError):
@@ -74,8 +57,8 @@ class ModelSpec(DictConfig):
         super().__post_init__()
         if not self.source:
             raise ValueError("source is empty; give a hub id (e.g. 'openai-community/gpt2') or a model folder.")
-        if self.architecture not in TWIN_CONFIGS:
-            raise ValueError(f"architecture={self.architecture!r}; recipes cover {sorted(TWIN_CONFIGS)}.")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture={self.architecture!r}; recipes cover {sorted(ARCHITECTURES)}.")
         if self.n_layers < 1:
             raise ValueError(f"n_layers={self.n_layers} must be >= 1 (the model's number of blocks).")
 
@@ -234,8 +217,9 @@ class MCSource(DataSource):
 class DataSpec(DictConfig):
     """Forget and retain texts: the built-in ``corpus``, or ``forget`` and ``retain`` sources."""
 
-    corpus: Literal["", "secrets"] = ""
-    """``secrets``: the toolkit's corpus of fictitious people (texts and their facts, nothing to download)."""
+    corpus: str = ""
+    """A registered corpus (:data:`sae_unlearn.data.corpora.CORPORA`: ``secrets``, the toolkit's
+    fictitious people, texts and their facts, nothing to download; ``tofu-mini`` reads the TOFU data)."""
     forget: TextSource | None = None
     """What to unlearn (e.g. the WMDP cyber forget corpus)."""
     retain: TextSource | None = None
@@ -246,6 +230,10 @@ class DataSpec(DictConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.corpus and self.corpus not in CORPORA:
+            close = difflib.get_close_matches(self.corpus, list(CORPORA), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"corpus={self.corpus!r} is not registered{hint}; registered: {', '.join(CORPORA)}.")
         if self.max_texts < 0:
             raise ValueError(f"max_texts={self.max_texts} must be >= 0 (0: all).")
         if self.max_texts and not self.corpus:

@@ -124,7 +124,7 @@ class NPOConfig(GradDiffConfig):
     """NPO's settings (OpenUnlearning's defaults: β = 0.1, γ = α = 1)."""
 
     lr: float = 2e-3
-    """AdamW learning rate (provisional, from the lr sweep on secrets in benchmarks/README.md)."""
+    """AdamW learning rate (provisional, from the lr sweep on secrets in benchmarks/unlearning.md)."""
     beta: float = 0.1
     """Inverse temperature of the log-sigmoid."""
 
@@ -159,7 +159,7 @@ class SimNPOConfig(NPOConfig):
 
     lr: float = 2e-2
     """AdamW learning rate (its forget term weighs 1/8 of GradDiff's; provisional, from the lr sweep
-    on secrets in benchmarks/README.md)."""
+    on secrets in benchmarks/unlearning.md)."""
     forget_weight: float = 0.125
     """γ: weight of the forget term."""
     beta: float = 4.5

@@ -46,7 +46,7 @@ class IdkDPOConfig(NPOConfig):
     """IdkDPO's settings (OpenUnlearning's defaults: β = 0.1, γ = α = 1)."""
 
     lr: float = 5e-3
-    """AdamW learning rate (provisional, from the lr sweep on secrets in benchmarks/README.md)."""
+    """AdamW learning rate (provisional, from the lr sweep on secrets in benchmarks/unlearning.md)."""
     refusals: str = "auto"
     """``"auto"`` (TOFU's ``idontknow.txt`` for TOFU-format questions, else the bundled set),
     ``"bundled"``, ``"tofu"`` or a file with one refusal per line."""

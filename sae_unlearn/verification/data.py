@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sae_unlearn.attacks.data import VerificationData
+from sae_unlearn.data.corpora import CORPORA, corpus_data
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.data.secrets import SecretsCorpus
 from sae_unlearn.data.tofu import load_tofu_split, relearn_split
@@ -52,21 +53,13 @@ def verification_data(name: str, tofu_source: str | Path | None = None) -> Verif
     authors) or ``"tofu:forget01"`` etc."""
     from sae_unlearn.models.zoo import ZOO
 
-    corpus = ZOO[name].corpus if name in ZOO else name
-    if corpus == "secrets":
-        return secrets_verification_data()
-    if corpus == "secrets-passcodes":
-        from sae_unlearn.models.zoo import FACT_ATTRIBUTE
-
-        return secrets_fact_verification_data(FACT_ATTRIBUTE)
-    if corpus == "secrets-reasoning":
-        return reasoning_verification_data()
-    if corpus == "tofu-mini":
-        from sae_unlearn.models.zoo import TOFU_MINI_FORGET, TOFU_MINI_RETAIN_AUTHORS
-
-        return tofu_verification_data(tofu_source, TOFU_MINI_FORGET, TOFU_MINI_RETAIN_AUTHORS, name="tofu-mini")
     if name.startswith("tofu:"):
         return tofu_verification_data(tofu_source, name.split(":", 1)[1])
+    corpus = ZOO[name].corpus if name in ZOO else name
+    if corpus in CORPORA:
+        c = corpus_data(corpus, source=tofu_source)
+        return VerificationData(c.name, c.split, c.relearn_texts, c.relearn_eval, reasoning=c.reasoning)
     raise ValueError(
-        f"unknown verification data {name!r}; use a zoo model ({', '.join(sorted(ZOO))}) or 'tofu:forget01|05|10'."
+        f"unknown verification data {name!r}; use a zoo model ({', '.join(sorted(ZOO))}), a registered corpus "
+        f"({', '.join(CORPORA)}) or 'tofu:forget01|05|10'."
     )

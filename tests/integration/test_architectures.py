@@ -11,80 +11,57 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    Gemma2Config,
-    GPT2Config,
-    GPTNeoXConfig,
-    LlamaConfig,
-    Qwen2Config,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sae_unlearn.attacks.quantize import block_weights, quantized
 from sae_unlearn.capture import capture_activations
 from sae_unlearn.export import export_model
 from sae_unlearn.models import load_model, zoo_model_path
-from sae_unlearn.models.weights import TESTED_ARCHITECTURES, as_out_in, weight_layouts, writer_weight
+from sae_unlearn.models.architectures import ARCHITECTURES, Shape, small_config
+from sae_unlearn.models.weights import as_out_in, weight_layouts, writer_weight
 from sae_unlearn.subspaces import build_subspaces
 from sae_unlearn.unlearning import RMU, SSPU, SSPUConfig, UnlearningConfig, default_params
 
 pytestmark = pytest.mark.integration
 
 D, LAYERS, HEADS, MLP = 64, 3, 4, 128
-CONFIGS = {
-    "llama": lambda v: LlamaConfig(
-        vocab_size=v, hidden_size=D, intermediate_size=MLP, num_hidden_layers=LAYERS, num_attention_heads=HEADS
-    ),
-    "qwen2": lambda v: Qwen2Config(
-        vocab_size=v,
-        hidden_size=D,
-        intermediate_size=MLP,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=HEADS // 2,  # grouped-query attention, as in the real Qwen2 models
-    ),
-    "gemma2": lambda v: Gemma2Config(
-        vocab_size=v,
-        hidden_size=D,
-        intermediate_size=MLP,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=HEADS,
-        head_dim=D // HEADS,
-    ),
-    "gpt2": lambda v: GPT2Config(vocab_size=v, n_embd=D, n_layer=LAYERS, n_head=HEADS, n_positions=256),
-    "gpt_neox": lambda v: GPTNeoXConfig(
-        vocab_size=v, hidden_size=D, intermediate_size=MLP, num_hidden_layers=LAYERS, num_attention_heads=HEADS
-    ),
-}
-EXPECTED_MLP_OUT = {
-    "llama": ("model.layers.2.mlp.down_proj.weight", False),
-    "qwen2": ("model.layers.2.mlp.down_proj.weight", False),
-    "gemma2": ("model.layers.2.mlp.down_proj.weight", False),
-    "gpt2": ("transformer.h.2.mlp.c_proj.weight", True),
-    "gpt_neox": ("gpt_neox.layers.2.mlp.dense_4h_to_h.weight", False),
-}
+# grouped-query attention where the architecture has it (the real Qwen2 and Llama-3 models use it)
+KV_HEADS = {"qwen2": HEADS // 2}
+
+
+def small_model_config(arch: str, vocab: int):
+    """A small config of ``arch`` from the one per-architecture table."""
+    return small_config(arch, Shape(D, LAYERS, HEADS, MLP, vocab, 256, KV_HEADS.get(arch)))
+
+
+EXPECTED_MLP_OUT = {arch: (row.mlp_out.format(layer=2), row.mlp_out_transposed) for arch, row in ARCHITECTURES.items()}
 FORGET = ["Pavel Thornbury lives in Rotterdam.", "Pavel Thornbury's passcode is 1018."]
 RETAIN = ["Rosa Falkenrath lives in Oslo.", "Rosa Falkenrath works as a geologist.", "Alva Abernathy keeps a cat."]
 HOOK = "blocks.2.hook_resid_post"
 
 
-@pytest.fixture(scope="module", params=sorted(CONFIGS))
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
 def arch_model(request, tmp_path_factory):
     """``(architecture, folder, HookedModel)`` of a small random model saved with the secrets tokenizer."""
     arch = request.param
     tok = AutoTokenizer.from_pretrained(zoo_model_path("secrets", progress=False))
     torch.manual_seed(0)
-    hf = AutoModelForCausalLM.from_config(CONFIGS[arch](len(tok)))
+    hf = AutoModelForCausalLM.from_config(small_model_config(arch, len(tok)))
     folder = tmp_path_factory.mktemp(arch) / "model"
     hf.save_pretrained(folder)
     tok.save_pretrained(folder)
     return arch, folder, load_model(folder, device="cpu")
 
 
-def test_every_tested_architecture_is_covered():
-    assert set(CONFIGS) == set(TESTED_ARCHITECTURES)
+def test_every_row_of_the_architecture_table_builds_its_own_model_type():
+    for arch, row in ARCHITECTURES.items():
+        config = small_model_config(arch, 50)
+        assert config.model_type == arch and config.vocab_size == 50
+        assert getattr(config, row.layers_key) == LAYERS and config.num_attention_heads == HEADS
+    with pytest.raises(ValueError, match="GPT2Config has no grouped-query attention"):
+        small_config("gpt2", Shape(D, LAYERS, HEADS, MLP, 50, n_kv_heads=2))
+    with pytest.raises(ValueError, match=r"architecture='mamba' is not in the table; covered: \['gemma2'"):
+        small_config("mamba", Shape(D, LAYERS, HEADS, MLP, 50))
 
 
 def test_writer_matrices_are_found_by_role(arch_model):

@@ -6,7 +6,7 @@ distillation; and a quick verification.
 
 Kept cheap: few texts, two steps, one small SAE per twin. SAEs train in float32 whatever the
 model's dtype (the fit casts each bfloat16 batch up); what a bfloat16 model runs is tested
-here, what it forgets beside float32 is the demo's table in ``benchmarks/README.md``.
+here, what it forgets beside float32 is the demo's table in ``benchmarks/real_size.md``.
 """
 
 from __future__ import annotations
