@@ -140,6 +140,13 @@ class Attack(ABC):
         """Rows ``(label, model score, oracle score)`` the verdict judges; default: same labels."""
         return [(k, s, oracle.scores[k]) for k, s in model.scores.items() if k in oracle.scores]
 
+    @classmethod
+    def summarize(cls, result: AttackResult | None) -> dict[str, Any]:
+        """The attack's headline numbers in a report's summary (the demo's ``report.json``, the
+        benchmark tables); ``result`` is ``None`` where it did not run. Default: the highest share
+        it recovered, ``{"<name>_max": value}``."""
+        return {f"{cls.name}_max": max_score(result)}
+
 
 class LayeredAttack(Attack):
     """An attack read at every layer (scores labelled by layer): the attacker takes the layer
@@ -151,6 +158,11 @@ class LayeredAttack(Attack):
             return []
         best = max(common, key=lambda k: model.scores[k].value - oracle.scores[k].value)
         return [(f"{self.title} ({best})", model.scores[best], oracle.scores[best])]
+
+
+def max_score(result: AttackResult | None) -> float | None:
+    """The highest share an attack recovered (``None`` when it did not run or scored nothing)."""
+    return max(s.value for s in result.scores.values()) if result and result.scores else None
 
 
 ATTACKS: dict[str, type[Attack]] = {}

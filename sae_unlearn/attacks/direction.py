@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from sae_unlearn.attacks.base import AttackContext, AttackResult, LayeredAttack, Score, register_attack
+from sae_unlearn.attacks.base import AttackContext, AttackResult, LayeredAttack, Score, max_score, register_attack
 from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.models.hooks import resid_post
 from sae_unlearn.models.loading import HookedModel
@@ -97,6 +97,11 @@ class DirectionAblationAttack(LayeredAttack):
     title = "direction ablation"
     Config = DirectionAblationConfig
     order = 20
+
+    @classmethod
+    def summarize(cls, result: AttackResult | None) -> dict:
+        return {"direction_ablation_max": max_score(result)}
+
     config: DirectionAblationConfig
 
     def run(self, model, data, context: AttackContext) -> AttackResult:

@@ -29,6 +29,13 @@ class InterventionRemovedAttack(Attack):
     Config = InterventionRemovedConfig
     order = 70
 
+    @classmethod
+    def summarize(cls, result: AttackResult | None) -> dict:
+        """Forget accuracy with the intervention removed (``None`` where none was installed)."""
+        if result is None or not result.details["installed"]:
+            return {"intervention_removed": None}
+        return {"intervention_removed": result.scores["intervention removed"].value}
+
     def run(self, model, data, context: AttackContext) -> AttackResult:
         from sae_unlearn.evaluation.knowledge import evaluate_knowledge
         from sae_unlearn.interventions import intervention_off

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sae_unlearn.attacks.base import AttackContext, AttackResult, LayeredAttack, Score, register_attack
+from sae_unlearn.attacks.base import AttackContext, AttackResult, LayeredAttack, Score, max_score, register_attack
 from sae_unlearn.attacks.probe import lens_logprobs
 from sae_unlearn.attacks.readout import answer_positions
 from sae_unlearn.data.splits import QAPair
@@ -73,6 +73,10 @@ class LogitLensAttack(LayeredAttack):
     title = "logit lens"
     Config = LogitLensConfig
     order = 50
+
+    @classmethod
+    def summarize(cls, result: AttackResult | None) -> dict:
+        return {"logit_lens_max_top1": max_score(result)}
 
     def run(self, model, data, context: AttackContext) -> AttackResult:
         t0 = time.perf_counter()

@@ -157,6 +157,12 @@ class ProbeAttack(LayeredAttack):
     title = "probe"
     Config = ProbeConfig
     order = 40
+
+    @classmethod
+    def summarize(cls, result: AttackResult | None) -> dict:
+        """The probe's held-out accuracy at its best layer."""
+        return {"probe_accuracy": result.details["accuracy"] if result else None}
+
     config: ProbeConfig
 
     def applies(self, model, data) -> bool:  # noqa: ARG002

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from sae_unlearn.attacks.base import Attack, AttackContext, AttackResult, Score, register_attack
+from sae_unlearn.attacks.base import Attack, AttackContext, AttackResult, Score, max_score, register_attack
 from sae_unlearn.data.splits import QAPair
 from sae_unlearn.evaluation.knowledge import evaluate_knowledge
 from sae_unlearn.models.loading import HookedModel
@@ -112,6 +112,11 @@ class PromptAttack(Attack):
     title = "prompt"
     Config = PromptAttackConfig
     order = 30
+
+    @classmethod
+    def summarize(cls, result: AttackResult | None) -> dict:
+        return {"prompt_attack_max": max_score(result)}
+
     config: PromptAttackConfig
 
     def run(self, model, data, context: AttackContext) -> AttackResult:

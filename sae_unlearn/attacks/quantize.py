@@ -108,6 +108,12 @@ class QuantizeAttack(Attack):
     title = "quantised weights"
     Config = QuantizeAttackConfig
     order = 60
+
+    @classmethod
+    def summarize(cls, result: AttackResult | None) -> dict:
+        """Forget accuracy per precision (``{"int8": …, "int4": …}``)."""
+        return {"quantization": {k.split()[0]: s.value for k, s in result.scores.items()} if result else {}}
+
     config: QuantizeAttackConfig
 
     def check(self, model: HookedModel) -> None:

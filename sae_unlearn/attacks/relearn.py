@@ -247,6 +247,13 @@ class RelearnAttack(Attack):
     title = "relearn"
     Config = RelearnAttackConfig
     order = 10
+
+    @classmethod
+    def summarize(cls, result: AttackResult | None) -> dict:
+        """The worst case over the grid: at the largest step count, and per step count."""
+        worst = dict(result.details["worst"]) if result else {}
+        return {"relearn_forget_accuracy": worst[max(worst, key=int)] if worst else None, "relearn": worst}
+
     config: RelearnAttackConfig
 
     def check(self, model: HookedModel) -> None:

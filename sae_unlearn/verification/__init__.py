@@ -1,6 +1,8 @@
 """Verification: is the knowledge removed, only suppressed, or not forgotten (see :mod:`.report`).
 
-Room: verification's config, the report, the verdict rules, the ``verify`` command. Imports
+Room: verification's config (``config``), the measurement of one model (``measurement``), the
+verdict rules (``verdict``), the report and ``verify`` (``report``), its Markdown and figures
+(``rendering``), the data builders (``data``) and the ``verify`` command (``cli``). Imports
 ``attacks``, ``evaluation``, ``data``, ``models``, ``viz`` and the ground.
 """
 
