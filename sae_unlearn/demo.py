@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from sae_lens import SAE
 
-from sae_unlearn.atomic import output_lock, write_json_atomic
+from sae_unlearn.atomic import output_lock, read_json, write_json_atomic
 from sae_unlearn.capture.capture import run_and_capture
 from sae_unlearn.export import export_model
 from sae_unlearn.models import HookedModel, load_model, zoo_model_path
@@ -151,7 +152,57 @@ class DemoConfig(DictConfig):
         return d
 
 
-def run_demo(config: DemoConfig) -> dict:
+@dataclass
+class DemoReport:
+    """What the demo measured, section by section: ``out/report.json`` (:meth:`to_dict`). Reads
+    like the dict it is saved as (``report["unlearning"]["sspu"]["forget_accuracy"]``)."""
+
+    config: dict
+    """The :class:`DemoConfig` that ran."""
+    environment: dict
+    """Versions, device and threads (:func:`~sae_unlearn.utils.run_environment`)."""
+    model: dict
+    """The original model: its folder, item counts, knowledge metrics and three example answers."""
+    oracle: dict
+    """The retain oracle, measured the same way."""
+    capture: dict
+    """The hooks captured and the mean activation norm per hook, forget and retain."""
+    sae: dict
+    """Per hook: L0, explained variance, dead latents, CE loss recovered, where the SAE is."""
+    selection: dict
+    """The layer, every layer's score, the relevant and irrelevant latents (with top contexts)."""
+    subspace: dict
+    """Ranks, orthogonality error and principal angles of the relevant and irrelevant subspaces."""
+    unlearning: dict
+    """The shared settings, then per method: knowledge metrics, seconds, step time over RMU's."""
+    export: dict
+    """The exported SSPU model: its folder and the reload check."""
+    verification: dict
+    """The verification config, then per method its summary, reasons and full report's path."""
+    figures: dict
+    """Figure name → PNG path."""
+    timing: dict
+    """Seconds per stage and in all."""
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __getitem__(self, section: str) -> Any:
+        if section not in self.keys():
+            raise KeyError(f"{section!r}: the demo report's sections are {', '.join(self.keys())}.")
+        return getattr(self, section)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+    @classmethod
+    def load(cls, path: str | Path) -> DemoReport:
+        """A saved ``report.json`` (or the folder holding it)."""
+        path = Path(path)
+        return cls(**read_json(path / "report.json" if path.is_dir() else path, "demo report"))
+
+
+def run_demo(config: DemoConfig) -> DemoReport:
     """Run the demo pipeline and return the report (also written to ``out/report.json``)."""
     t_start = time.perf_counter()
     out = Path(config.out).expanduser()
@@ -161,7 +212,7 @@ def run_demo(config: DemoConfig) -> dict:
         return _run_demo(config, out, t_start)
 
 
-def _run_demo(config: DemoConfig, out: Path, t_start: float) -> dict:
+def _run_demo(config: DemoConfig, out: Path, t_start: float) -> DemoReport:
     timing: dict[str, float] = {}
     report: dict = {"config": config.to_dict(), "environment": run_environment()}
     # report.json is written last: drop a previous run's now, so the folder never holds a report
@@ -286,8 +337,9 @@ def _run_demo(config: DemoConfig, out: Path, t_start: float) -> dict:
     report["figures"] = _figures(out, report, stage, config)
     timing["total_s"] = time.perf_counter() - t_start
     report["timing"] = timing
-    write_json_atomic(out / "report.json", report)
-    return report
+    demo_report = DemoReport(**report)
+    write_json_atomic(out / "report.json", demo_report.to_dict())
+    return demo_report
 
 
 def _fmt(x: float | None) -> str:
@@ -395,8 +447,10 @@ def _figures(out: Path, report: dict, stage, config) -> dict[str, str]:
     return paths
 
 
-def format_report(report: dict) -> str:
-    """A short human-readable summary of a demo report."""
+def format_report(report: DemoReport | dict) -> str:
+    """A short human-readable summary of a demo report (or of its saved dict)."""
+    if isinstance(report, DemoReport):
+        report = report.to_dict()
     m, o, c = report["model"], report["oracle"], report["capture"]
     lines = [
         f"sae-unlearn demo — zoo model {report['config']['model']!r}",

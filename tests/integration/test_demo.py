@@ -31,6 +31,12 @@ def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle, mod
     assert main(["demo", "--out", str(tmp_path), "--model", model, "--no-progress"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     _REPORTS[model] = report
+    from sae_unlearn.demo import DemoReport
+
+    typed = DemoReport.load(tmp_path)  # the saved report reads back as the typed report, section by section
+    assert typed.to_dict() == report and typed["unlearning"] is typed.unlearning
+    with pytest.raises(KeyError, match="the demo report's sections are config, environment, model"):
+        typed["nope"]
     assert report["model"]["forget_accuracy"] >= 0.95 and report["model"]["retain_accuracy"] >= 0.95
     assert report["oracle"]["forget_accuracy"] <= 0.35 and report["oracle"]["retain_accuracy"] >= 0.95
     assert report["timing"]["total_s"] > 0
