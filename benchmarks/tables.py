@@ -182,8 +182,23 @@ def render(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Tables generated from the toolkit itself rather than a results file: ``<!-- table: registry/<id> -->``.
+REGISTRY_TABLES = {"methods": ("sae_unlearn.unlearning.registry", "methods_table")}
+
+
 def render_ref(name: str, table_id: str, results: Path = RESULTS, *, where: str = "") -> str:
-    """The table ``table_id`` of results file ``name``, rendered."""
+    """The table ``table_id`` of results file ``name``, rendered (``registry/<id>``: a table the
+    toolkit's registries give, :data:`REGISTRY_TABLES`)."""
+    if name == "registry":
+        if table_id not in REGISTRY_TABLES:
+            asked = f" (named at {where})" if where else ""
+            raise TableError(f"no registry table {table_id!r}{asked}; registry tables: {', '.join(REGISTRY_TABLES)}")
+        import importlib
+
+        module, function = REGISTRY_TABLES[table_id]
+        table = getattr(importlib.import_module(module), function)()
+        check_table(table, f"registry/{table_id}")
+        return render(table)
     data = load_results(name, results, where=where)
     if table_id not in data["tables"]:
         known = ", ".join(data["tables"]) or "none"

@@ -103,3 +103,27 @@ def why_method_cannot_run(method: str, name: str) -> str:
         f'{method!r} needs a model that can already refuse ("I don\'t know"); zoo model {name!r} was never trained '
         f"to. Use zoo model {' or '.join(repr(n) for n in can)}, or a model fine-tuned on refusals"
     )
+
+
+def methods_table() -> dict:
+    """Every registered method as one table (name, label, what it does, whether it changes weights,
+    which zoo models it runs on), in the results-table format of ``benchmarks/tables.py``: the
+    README's list of methods is generated from it (``make tables``), so registering a method is
+    what adds its row, and a test fails until the README shows it."""
+    rows = []
+    for name, cls in METHODS.items():
+        # from the class alone (no zoo data is read: the table is the same with or without TOFU)
+        where = (
+            "a reasoning model (`secrets-reasoning`)"
+            if cls.reasoning
+            else "a model that can refuse (`secrets-idk`)"
+            if cls.needs_refusal
+            else "any model"
+        )
+        rows.append([f"`{name}`", method_label(name), cls.description, "yes" if cls.changes_weights else "no", where])
+    return {
+        "columns": ["name", "method", "what it does", "changes weights", "runs on"],
+        "align": ["left"] * 5,
+        "formats": [None] * 5,
+        "rows": rows,
+    }

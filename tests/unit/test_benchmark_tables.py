@@ -175,3 +175,23 @@ def test_record_stores_scalars_as_plain_numbers(tmp_path, monkeypatch):
 
 def test_machine_names_the_cores():
     assert re.match(r"\d+ CPU cores \(", tables.machine())
+
+
+def test_the_readme_lists_every_registered_method_and_a_new_one_needs_its_row():
+    from sae_unlearn.unlearning import METHODS, GradientMethod, register
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in METHODS:
+        assert f"| `{name}` |" in readme, f"{name} has no row in README.md's methods table (run make tables)"
+
+    @register("a_method_from_this_test")
+    class _New(GradientMethod):
+        description = "registered here"
+
+    try:
+        problems = tables.check([REPO / "README.md"])
+        assert problems and "+| `a_method_from_this_test` | A_METHOD_FROM_THIS_TEST | registered here |" in problems[0]
+    finally:
+        METHODS.pop("a_method_from_this_test")
+    with pytest.raises(tables.TableError, match="no registry table 'nope'"):
+        tables.render_ref("registry", "nope")
