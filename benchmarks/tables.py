@@ -183,7 +183,10 @@ def render(table: dict[str, Any]) -> str:
 
 
 #: Tables generated from the toolkit itself rather than a results file: ``<!-- table: registry/<id> -->``.
-REGISTRY_TABLES = {"methods": ("sae_unlearn.unlearning.registry", "methods_table")}
+REGISTRY_TABLES = {
+    "methods": ("sae_unlearn.unlearning.registry", "methods_table"),
+    "architectures": ("sae_unlearn.models.architectures", "architectures_table"),
+}
 
 
 def render_ref(name: str, table_id: str, results: Path = RESULTS, *, where: str = "") -> str:

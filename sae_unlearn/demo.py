@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -152,10 +153,11 @@ class DemoConfig(DictConfig):
         return d
 
 
-@dataclass
-class DemoReport:
-    """What the demo measured, section by section: ``out/report.json`` (:meth:`to_dict`). Reads
-    like the dict it is saved as (``report["unlearning"]["sspu"]["forget_accuracy"]``)."""
+@dataclass(eq=False)  # Mapping's equality: equal to a dict with the same sections
+class DemoReport(Mapping):
+    """What the demo measured, section by section: ``out/report.json`` (:meth:`to_dict`). A
+    read-only mapping of its sections, so it reads like the dict it is saved as
+    (``report["unlearning"]["sspu"]["forget_accuracy"]``, ``"export" in report``, ``report.get``)."""
 
     config: dict
     """The :class:`DemoConfig` that ran."""
@@ -188,18 +190,32 @@ class DemoReport:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def __getitem__(self, section: str) -> Any:
-        if section not in self.keys():
-            raise KeyError(f"{section!r}: the demo report's sections are {', '.join(self.keys())}.")
+        if section not in _SECTIONS:
+            raise KeyError(f"{section!r}: the demo report's sections are {', '.join(_SECTIONS)}.")
         return getattr(self, section)
 
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self)]
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SECTIONS)
+
+    def __len__(self) -> int:
+        return len(_SECTIONS)
 
     @classmethod
     def load(cls, path: str | Path) -> DemoReport:
-        """A saved ``report.json`` (or the folder holding it)."""
+        """A saved ``report.json`` (or the folder holding it); ``ValueError`` names a section it
+        lacks or does not know (a report of another version)."""
         path = Path(path)
-        return cls(**read_json(path / "report.json" if path.is_dir() else path, "demo report"))
+        path = path / "report.json" if path.is_dir() else path
+        saved = read_json(path, "demo report")
+        missing, unknown = [s for s in _SECTIONS if s not in saved], [s for s in saved if s not in _SECTIONS]
+        if missing or unknown:
+            raise ValueError(
+                f"{path} is not a demo report of this version: missing sections {missing}, unknown {unknown}."
+            )
+        return cls(**saved)
+
+
+_SECTIONS = tuple(f.name for f in fields(DemoReport))
 
 
 def run_demo(config: DemoConfig) -> DemoReport:

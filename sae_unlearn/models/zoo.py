@@ -38,7 +38,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from transformers import (
     AutoModelForCausalLM,
@@ -47,7 +46,7 @@ from transformers import (
 )
 
 from sae_unlearn.atomic import atomic_directory, cache_fill_lock, read_json, write_json_atomic
-from sae_unlearn.data.corpora import FACT_ATTRIBUTE, TOFU_MINI_FORGET, TOFU_MINI_RETAIN_AUTHORS
+from sae_unlearn.data.corpora import CORPORA, FACT_ATTRIBUTE, TOFU_MINI_FORGET, TOFU_MINI_RETAIN_AUTHORS
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.data.refusals import REFUSALS
 from sae_unlearn.data.secrets import FIRST_NAMES, LAST_NAMES, QUESTIONS, SecretsConfig, SecretsCorpus
@@ -63,11 +62,6 @@ logger = logging.getLogger(__name__)
 
 ZOO_FORMAT_VERSION = 1
 CARD_NAME = "zoo_card.json"
-
-
-Family = Literal["llama", "gpt2", "gemma2"]
-#: The architectures the zoo trains models of (rows of :data:`~sae_unlearn.models.architectures.ARCHITECTURES`).
-ZOO_FAMILIES: tuple[Family, ...] = ("llama", "gpt2", "gemma2")
 
 
 @dataclass
@@ -86,18 +80,17 @@ class ZooArchitecture:
     """BPE vocabulary size (trained on the corpus)."""
     max_position: int = 256
     """Longest sequence."""
-    family: Family = "llama"
-    """Hugging Face architecture: ``llama``, ``gpt2`` or ``gemma2`` (:data:`ZOO_FAMILIES`)."""
+    family: str = "llama"
+    """Hugging Face architecture (``model_type``): a row of the per-architecture table,
+    :data:`~sae_unlearn.models.architectures.ARCHITECTURES` (the zoo trains ``llama``, ``gpt2`` and
+    ``gemma2`` entries)."""
 
     def hf_config(self, vocab_size: int) -> PretrainedConfig:
         """The Hugging Face config of this shape in this architecture family (from the one
         per-architecture table, :data:`sae_unlearn.models.architectures.ARCHITECTURES`)."""
-        if self.family not in ZOO_FAMILIES:
-            raise ValueError(f"family={self.family!r}; the zoo builds {list(ZOO_FAMILIES)}.")
         shape = Shape(self.d_model, self.n_layers, self.n_heads, self.d_mlp, vocab_size, self.max_position)
         special = {"pad_token_id": PAD_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID}
-        untied = {"tie_word_embeddings": False} if self.family == "llama" else {}  # as the Llama entries were built
-        return small_config(self.family, shape, **special, **untied)
+        return small_config(self.family, shape, **special)  # ValueError naming the table's rows for another
 
     def fingerprint(self) -> dict:
         """What identifies the architecture in a zoo cache key (the Llama entries' keys predate ``family``)."""
@@ -141,6 +134,13 @@ class ZooSpec:
     full_model_of: str = ""
     """Another entry whose full model this one shares (the same training text and recipe): only
     this entry's split and oracle are its own. The oracle uses that entry's tokenizer."""
+
+    def __post_init__(self) -> None:
+        if self.corpus not in CORPORA:
+            raise ValueError(
+                f"zoo entry {self.name!r}: corpus={self.corpus!r} is not registered; name one of {', '.join(CORPORA)} "
+                "or add it to sae_unlearn.data.corpora.CORPORA."
+            )
 
     def key(self, data: ZooData) -> str:
         return stable_hash(

@@ -9,6 +9,7 @@ import os
 import random
 from pathlib import Path
 
+from sae_unlearn.data.corpora import corpus_data
 from sae_unlearn.evaluation.multiple_choice import MCQuestion, load_mc_questions
 from sae_unlearn.recipes.spec import MCSource, Recipe, RecipeError, TextSource
 
@@ -79,6 +80,11 @@ def load_questions(source: MCSource, seed: int = 0) -> list[MCQuestion]:
 def _needs_hub(recipe: Recipe) -> list[str]:
     """What must come from the hub (nothing local stands in for it)."""
     needs = []
+    if recipe.data.corpus:  # a corpus that reads data of its own (tofu-mini: the TOFU files) must find it
+        try:
+            corpus_data(recipe.data.corpus)
+        except (OSError, ValueError) as e:
+            raise RecipeError(f"[data] corpus = {recipe.data.corpus!r} cannot be read here: {e}") from None
     if not Path(recipe.model.source).expanduser().exists():
         needs.append(f"model {recipe.model.source} (or pass --model with a local copy)")
     if recipe.saes.release:

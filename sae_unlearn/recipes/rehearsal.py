@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
+from sae_unlearn.data.corpora import corpus_data
 from sae_unlearn.models.architectures import architecture
 from sae_unlearn.models.hooks import hook_layer
 from sae_unlearn.recipes.data import _check_out_dir
@@ -268,17 +269,16 @@ def _pieces(pool: list[str], n: int, max_chars: int, rng: random.Random) -> list
 def _write_data(folder: Path, recipe: Recipe, n: int | None, seed: int) -> tuple[Recipe, list[str]]:
     """Local files for every source the recipe would read from the hub; the recipe reading them
     (``texts`` cut through ``max_texts``/``max_items``), and the texts the tokenizer learns."""
-    from sae_unlearn.data.secrets import SecretsCorpus
-
-    corpus = SecretsCorpus()
+    # the recipe's own corpus, else the secrets corpus stands in for the texts it would download
+    corpus = corpus_data(recipe.data.corpus or "secrets")
     data, ev = recipe.data, recipe.eval
     rng = random.Random(seed)
     if data.corpus:
         data = dataclasses.replace(data, max_texts=n or data.max_texts)
-        texts = corpus.forget_texts() + corpus.retain_texts()
+        texts = corpus.forget_texts + corpus.retain_texts
     else:
         texts = []
-        pools = {"forget": corpus.forget_texts(), "retain": corpus.retain_texts()}
+        pools = {"forget": corpus.forget_texts, "retain": corpus.retain_texts}
         sources: dict[str, TextSource] = {}
         for role, pool in pools.items():
             src = getattr(data, role)
@@ -290,7 +290,7 @@ def _write_data(folder: Path, recipe: Recipe, n: int | None, seed: int) -> tuple
             sources[role] = dataclasses.replace(src, path=str(path), max_texts=count)
             texts += pieces
         data = dataclasses.replace(data, forget=sources["forget"], retain=sources["retain"])
-    split = corpus.split()
+    split = corpus.split
     questions: dict[str, MCSource] = {}
     for role, facts in (("forget_mc", split.forget), ("control_mc", split.retain)):
         src = getattr(ev, role)

@@ -30,9 +30,7 @@ OWN_TEST = {
 #: Every registered gradient method that runs on the secrets model (from the registry: a new method
 #: is tested here by registering it), but those with a test of their own.
 BUILT_IN = [
-    m
-    for m in METHODS
-    if issubclass(METHODS[m], GradientMethod) and method_runs_on(m, "secrets") and m not in OWN_TEST
+    m for m in METHODS if issubclass(METHODS[m], GradientMethod) and method_runs_on(m, "secrets") and m not in OWN_TEST
 ]
 
 
@@ -81,6 +79,15 @@ def test_tar_and_sam_add_their_terms_and_cost_more(stage):
     assert rmu.extra["token_passes"] < sam.extra["token_passes"] < tar.extra["token_passes"]
     _, sspu_tar = unlearn("sspu_tar", src, data, st, base, device="cpu", progress=False)
     assert sspu_tar.extra["out_of_subspace_residual"] < 1e-5  # the adversary's gradient is projected too
+    _, sspu_sam = unlearn("sspu_sam", src, data, st, base, device="cpu", progress=False)
+    assert all(row["sharp_forget_loss"] >= 0 for row in sspu_sam.history)
+    assert sspu_sam.extra["out_of_subspace_residual"] < 1e-5  # the sharpness step's update is projected too
+
+
+def test_every_method_the_few_step_test_leaves_out_is_registered():
+    """A stale OWN_TEST entry must not hide a method from the few-step test."""
+    assert set(OWN_TEST) <= set(METHODS), set(OWN_TEST) - set(METHODS)
+    assert not set(OWN_TEST) & set(BUILT_IN)
 
 
 def test_sspu_across_layers_edits_each_layer_inside_its_own_subspace(stage):

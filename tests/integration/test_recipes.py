@@ -16,10 +16,11 @@ import torch
 from filelock import FileLock
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
-from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma2Config, GPT2Config, LlamaConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sae_unlearn.__main__ import main
 from sae_unlearn.models import load_model, zoo_model_path
+from sae_unlearn.models.architectures import ARCHITECTURES, Shape, small_config
 from sae_unlearn.models.hooks import last_writer_layer
 from sae_unlearn.models.weights import writer_weight
 from sae_unlearn.recipes import RecipeError, check_recipe, load_recipe, run_recipe, with_overrides
@@ -32,34 +33,20 @@ RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.toml"
 GPT2_RECIPE = next(p for p in RECIPES if p.name.startswith("gpt2-small"))
 GEMMA_RECIPE = next(p for p in RECIPES if p.name.startswith("gemma-2-2b-it"))
 D = 64
-#: Small random models of the recipes' architectures, at the recipe's depth (names depend only on these).
-CONFIGS = {
-    "gpt2": lambda vocab, n: GPT2Config(vocab_size=vocab, n_embd=D, n_layer=n, n_head=4, n_positions=256),
-    "gemma2": lambda vocab, n: Gemma2Config(
-        vocab_size=vocab,
-        hidden_size=D,
-        intermediate_size=2 * D,
-        num_hidden_layers=n,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        head_dim=D // 4,
-    ),
-    "llama": lambda vocab, n: LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=D,
-        intermediate_size=2 * D,
-        num_hidden_layers=n,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    ),
-}
+
+
+#: Small random models of the recipes' architectures, at the recipe's depth (names depend only on these),
+#: from the one per-architecture table (grouped-query attention where the architecture has it).
+def _small_config(architecture: str, vocab: int, n_layers: int):
+    gqa = 2 if ARCHITECTURES[architecture].grouped_query and architecture != "gemma2" else None
+    return small_config(architecture, Shape(D, n_layers, 4, 2 * D, vocab, 256, gqa))
 
 
 def _local_model(folder: Path, architecture: str, n_layers: int) -> Path:
     """A random model of ``architecture`` with ``n_layers`` blocks, saved with the secrets tokenizer."""
     tok = AutoTokenizer.from_pretrained(zoo_model_path("secrets", progress=False))
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(CONFIGS[architecture](len(tok), n_layers)).save_pretrained(folder)
+    AutoModelForCausalLM.from_config(_small_config(architecture, len(tok), n_layers)).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 
@@ -79,7 +66,7 @@ def test_there_are_the_two_published_settings():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_parses_with_registry_saes_and_documented_cost(path):
     recipe = load_recipe(path)
-    assert recipe.model.architecture in CONFIGS and recipe.saes.release and recipe.saes.ids
+    assert recipe.model.architecture in ARCHITECTURES and recipe.saes.release and recipe.saes.ids
     for hook, sae_id in recipe.saes.ids.items():
         check_pretrained_id(recipe.saes.release, sae_id)  # in sae-lens's bundled registry
         assert last_writer_layer(hook) is not None and last_writer_layer(hook) >= 2  # the whole edit upstream
