@@ -91,6 +91,32 @@ def test_same_seed_same_weights_and_cache_reuse(tmp_path, monkeypatch):
     assert zoo_mod.zoo_card("tiny-secrets")["weights_sha256"] != hashes[0]
 
 
+def test_every_build_trains_at_the_zoo_thread_count_and_restores_the_callers(tmp_path, monkeypatch):
+    """The twins' weights depend on torch's thread count: a build always trains at ZOO_BUILD_THREADS
+    (here called from a one-thread process, as a test worker is) and gives the caller its own back."""
+    import torch
+
+    seen = []
+    real = zoo_mod.train_causal_lm
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo_mod, "train_causal_lm", spy)
+    monkeypatch.setitem(zoo_mod.ZOO, "tiny-secrets", _tiny_spec())
+    monkeypatch.setenv("SAE_UNLEARN_CACHE", str(tmp_path))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        zoo_mod.zoo_model_path("tiny-secrets", progress=False)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [zoo_mod.ZOO_BUILD_THREADS] and after == 1
+    assert zoo_mod.zoo_card("tiny-secrets")["environment"]["torch_threads"] == zoo_mod.ZOO_BUILD_THREADS
+
+
 def test_unknown_zoo_name():
     with pytest.raises(KeyError, match="unknown zoo model 'secret'; available"):
         zoo_mod.zoo_model_path("secret")
