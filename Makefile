@@ -67,9 +67,8 @@ lab: $(BIN)/.lab-installed
 demo: base-install
 	$(BIN)/python -m sae_unlearn demo --out $(OUT)
 
-# One pytest-xdist worker per core (conftest.py gives each its share of torch's threads); tests that
-# share state across a file are marked xdist_group and run in one worker (pyproject.toml's
-# --dist loadgroup). PYTEST_JOBS=0: one process.
+# One pytest-xdist worker per core (conftest.py gives each its share of torch's threads); no test
+# relies on another having run in its process. PYTEST_JOBS=0: one process.
 test: install
 	$(BIN)/python -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS)
 

@@ -8,10 +8,8 @@ import pytest
 
 from sae_unlearn.__main__ import main
 
-# xdist_group: the twins' reports are compared with the secrets one, kept in this module (one worker)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
+pytestmark = pytest.mark.integration
 MODELS = ["secrets", "secrets-gpt2", "secrets-gemma2"]
-_REPORTS: dict[str, dict] = {}
 
 
 def _keys(d: dict, prefix: str = "") -> set[str]:
@@ -25,13 +23,21 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle, model):
+def test_demo_writes_report_on_secrets_and_its_twins(tmp_path, capsys, secrets_model, secrets_oracle):
+    """One test for the three models (in one process, whatever the test workers), so the twins'
+    report keys are compared with the secrets model's."""
+    keys = {}
+    for model in MODELS:
+        keys[model] = _keys(_check_demo(tmp_path / model, capsys, model))
+    for model in MODELS[1:]:
+        assert keys[model] == keys["secrets"], (model, keys[model] ^ keys["secrets"])
+
+
+def _check_demo(tmp_path, capsys, model: str) -> dict:
     # the default: one relearning run instead of the 18-run grid (the grid's worst case is tested in
     # test_verification.py)
     assert main(["demo", "--out", str(tmp_path), "--model", model, "--no-progress"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    _REPORTS[model] = report
     from sae_unlearn.demo import DemoReport
 
     typed = DemoReport.load(tmp_path)  # the saved report reads back as the typed report, section by section
@@ -89,15 +95,7 @@ def test_demo_writes_report(tmp_path, capsys, secrets_model, secrets_oracle, mod
     assert "forget accuracy" in out and "verification" in out
     assert "one full fine-tuning run at lr 1e-3 (quick; --verify-grid runs the 18-run grid)" in out
     assert report["verification"]["config"]["attacks"]["relearn"]["lrs"] == [1e-3]
-
-
-def test_the_twins_write_the_same_report_keys_as_secrets():
-    """After the three demo runs above (one xdist group: one worker, in this order)."""
-    missing = [m for m in MODELS if m not in _REPORTS]
-    if missing:
-        pytest.skip(f"the demo reports of {missing} were not written in this process (run the module whole)")
-    for model in MODELS[1:]:
-        assert _keys(_REPORTS[model]) == _keys(_REPORTS["secrets"]), model
+    return report
 
 
 def test_demo_rejects_bad_options(tmp_path):
