@@ -51,7 +51,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,17 +229,23 @@ def regenerate(text: str, path: Path, results: Path = RESULTS) -> tuple[str, lis
     return "\n".join(out), problems
 
 
-def check(paths: Iterable[Path] | None = None, results: Path = RESULTS) -> list[str]:
-    """Every difference between the committed tables and their JSON, as unified diffs, and every
-    marker naming a missing results file or table. Empty when the docs agree with their JSON."""
-    problems: list[str] = []
+def _regenerated(paths: Iterable[Path] | None, results: Path) -> Iterator[tuple[Path, str, str, list[str]]]:
+    """``(path, committed text, regenerated text, problems)`` for every doc file (default:
+    :func:`doc_files`); a file whose markers cannot be read gives its text unchanged and the problem."""
     for path in doc_files() if paths is None else paths:
         text = path.read_text(encoding="utf-8")
         try:
             new, found = regenerate(text, path, results)
         except TableError as e:
-            problems.append(str(e))
-            continue
+            new, found = text, [str(e)]
+        yield path, text, new, found
+
+
+def check(paths: Iterable[Path] | None = None, results: Path = RESULTS) -> list[str]:
+    """Every difference between the committed tables and their JSON, as unified diffs, and every
+    marker naming a missing results file or table. Empty when the docs agree with their JSON."""
+    problems: list[str] = []
+    for path, text, new, found in _regenerated(paths, results):
         problems += found
         if new != text:
             diff = difflib.unified_diff(
@@ -257,17 +263,10 @@ def write(paths: Iterable[Path] | None = None, results: Path = RESULTS) -> tuple
     Returns the files changed and the problems met; a file with a problem is left as it is."""
     changed: list[Path] = []
     problems: list[str] = []
-    for path in doc_files() if paths is None else paths:
-        text = path.read_text(encoding="utf-8")
-        try:
-            new, found = regenerate(text, path, results)
-        except TableError as e:
-            problems.append(str(e))
-            continue
+    for path, text, new, found in _regenerated(paths, results):
         if found:
             problems += found
-            continue
-        if new != text:
+        elif new != text:
             _write_atomic(path, new)
             changed.append(path)
     return changed, problems
