@@ -22,3 +22,28 @@ if _WORKERS > 1:
         os.environ.setdefault(_var, _threads)
     if "torch" in sys.modules:  # imported by a plugin before this file: set it directly
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+# The longest files first, in this order (each file's tests stay together, so module fixtures are
+# built once): pytest-xdist hands out tests in collection order, and a long notebook collected last
+# would otherwise run alone on one worker while the other idles. Only the order changes.
+LONGEST_FIRST = (
+    "tests/integration/test_demo.py",
+    "notebooks/tofu_mini_sspu_vs_rmu.ipynb",
+    "notebooks/which_method_forgets_which_only_hides.ipynb",
+    "notebooks/removed_or_suppressed.ipynb",
+    "tutorials/03_unlearning_and_export.ipynb",
+    "tests/integration/test_methods.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+
+    def place(item) -> int:
+        try:
+            return rank.get(item.path.relative_to(config.rootpath).as_posix(), len(rank))
+        except ValueError:  # a test outside the repository
+            return len(rank)
+
+    items.sort(key=place)  # stable: the rest keep pytest's order

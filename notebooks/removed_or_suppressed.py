@@ -42,6 +42,7 @@ METHODS = ("rmu", "sspu", "sspu_layers", "tar", "sam_rmu", "undo")
 DISTILL_STEPS = 25 if SMOKE else 100
 RELEARN = {"steps": (0, 5) if SMOKE else (0, 5, 10, 20), "lrs": (1e-3, 1e-2), "seeds": (0,), "modes": ("full", "lora")}
 PROBE_STEPS = 15 if SMOKE else 60
+RETAIN_ITEMS = 64 if SMOKE else None  # retain facts in the control and the probe's training set (None: all)
 SAE_DIR = None
 
 # %%
@@ -64,6 +65,8 @@ stage = sae_stage(
     progress=False,
 )
 vdata = verification_data(MODEL)
+if RETAIN_ITEMS is not None:  # a smaller control set: the same attacks, measured faster
+    vdata = vdata.with_retain(RETAIN_ITEMS)
 config = VerifyConfig(attacks={"relearn": RELEARN, "probe": {"steps": PROBE_STEPS}}, naturalness=None)
 # the original model is the reference of direction ablation: what unlearning added is the difference to it
 oracle_evidence = measure(oracle, vdata, config, reference=model)

@@ -45,7 +45,6 @@ SETTINGS_FILE = "../benchmarks/method_settings.json"
 SAE_DIR = None
 
 # %%
-import dataclasses
 import json
 from pathlib import Path
 
@@ -53,7 +52,6 @@ from IPython.display import Markdown
 from tqdm.auto import tqdm
 
 from sae_unlearn import load_zoo_model, zoo_model_path
-from sae_unlearn.data.splits import UnlearningSplit
 from sae_unlearn.pipeline import pipeline_data, sae_stage, unlearn
 from sae_unlearn.saes import SAEFitConfig
 from sae_unlearn.unlearning import METHODS as REGISTRY
@@ -91,10 +89,7 @@ Markdown(
 # %%
 vdata = verification_data(MODEL)
 if RETAIN_ITEMS is not None:  # a smaller control set: the same attacks, measured faster
-    retain = vdata.split.retain[:RETAIN_ITEMS]
-    vdata = dataclasses.replace(
-        vdata, split=UnlearningSplit(vdata.split.name, vdata.split.forget, retain), utility_sets={}
-    )
+    vdata = vdata.with_retain(RETAIN_ITEMS)
 # one relearning run keeps this quick; the default VerifyConfig runs the literature's grid
 config = VerifyConfig(
     attacks={

@@ -412,6 +412,21 @@ def preserved_parameters(params: dict[str, torch.nn.Parameter]) -> Iterator[dict
                 p.grad = grads[n]
 
 
+@contextlib.contextmanager
+def frozen_parameters(module: torch.nn.Module) -> Iterator[None]:
+    """Inside the block no parameter of ``module`` requires grad (on exit each flag is as it was):
+    a loss over trainable tensors *outside* the module (a probe's map, say) then backpropagates
+    through the module without computing, or leaving behind, gradients for its weights."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass, read from its source (for ``--help`` texts)."""
     import ast

@@ -4,7 +4,7 @@ of one unlearning target (:class:`VerificationData`). The builders of the toolki
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sae_unlearn.data.reasoning import ReasoningSet
 from sae_unlearn.data.splits import QAPair, UnlearningSplit
@@ -48,3 +48,14 @@ class VerificationData:
     def shots(self) -> list[QAPair]:
         """The few-shot examples (the first retain facts)."""
         return list(self.split.retain[: self.n_shots])
+
+    def with_retain(self, n: int) -> VerificationData:
+        """A copy whose retain set (the control, the probe's training facts and, where it was the
+        retain set, model utility's set) is the first ``n`` retain facts: the same attacks, measured
+        faster (the notebooks' quick runs). Forget facts and relearning material stay as they are."""
+        if isinstance(n, bool) or not isinstance(n, int) or not self.n_shots < n:
+            raise ValueError(f"n={n!r}: keep more retain facts than the {self.n_shots} few-shot examples.")
+        retain = self.split.retain[:n]
+        default = self.utility_sets == {"retain": self.split.retain}
+        utility = {} if default else dict(self.utility_sets)
+        return replace(self, split=replace(self.split, retain=retain), utility_sets=utility)

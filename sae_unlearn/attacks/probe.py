@@ -25,7 +25,7 @@ from sae_unlearn.data.splits import QAPair
 from sae_unlearn.evaluation.tofu_metrics import candidate_answers
 from sae_unlearn.models.hooks import resid_post
 from sae_unlearn.models.loading import HookedModel
-from sae_unlearn.utils import DictConfig, seeded
+from sae_unlearn.utils import DictConfig, frozen_parameters, seeded
 
 
 @dataclass
@@ -123,7 +123,9 @@ def truth_probe(
     per_layer: dict[int, float] = {}
     train_per_layer: dict[int, float] = {}
     for layer, h in enumerate(hooks):
-        with seeded(seed), torch.enable_grad():
+        # the model's weights stay frozen: only the map is trained (their gradients would cost a third
+        # of each step and be left on the model)
+        with seeded(seed), torch.enable_grad(), frozen_parameters(model.hf_model):
             a = torch.zeros(d, d, requires_grad=True)
             b = torch.zeros(d, requires_grad=True)
             opt = torch.optim.AdamW([a, b], lr=lr, weight_decay=weight_decay)

@@ -44,6 +44,9 @@ def test_truth_ratio_and_probe_separate_knowing_from_never_knowing(secrets_model
     retain = vdata.split.retain[::4]
     p_model = truth_probe(secrets_model, retain, forget, ProbeConfig(steps=100))
     p_oracle = truth_probe(secrets_oracle, retain, forget, ProbeConfig(steps=100))
+    # the probe trains its map only: the model's weights keep their flags and get no gradient
+    params = list(secrets_model.hf_model.parameters())
+    assert all(p.grad is None for p in params) and all(p.requires_grad for p in params)
     assert p_model.accuracy >= 0.9 and p_oracle.accuracy <= 0.5 and p_model.chance == pytest.approx(0.2)
     assert logit_lens(secrets_model, forget).max_top1 >= 0.9 and logit_lens(secrets_oracle, forget).max_top1 <= 0.2
 

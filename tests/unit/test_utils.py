@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sae_unlearn.atomic import atomic_directory
-from sae_unlearn.utils import distinct_parameters, hash_state_dict, page_out, seeded, stable_hash
+from sae_unlearn.utils import distinct_parameters, frozen_parameters, hash_state_dict, page_out, seeded, stable_hash
 
 
 def test_atomic_directory_leaves_nothing_on_error(tmp_path):
@@ -61,3 +61,16 @@ def test_page_out_keeps_values(tmp_path):
     assert isinstance(ok, bool)
     assert torch.equal(mapped, torch.arange(300_000, dtype=torch.float32))
     assert torch.equal(written, torch.arange(300_000, dtype=torch.float32) * 2)
+
+
+def test_frozen_parameters_backpropagates_to_outside_tensors_only_and_restores_flags():
+    layer = torch.nn.Linear(3, 2)
+    layer.bias.requires_grad_(False)
+    a = torch.ones(3, requires_grad=True)
+    with frozen_parameters(layer):
+        layer(a).sum().backward()
+    assert a.grad is not None and layer.weight.grad is None
+    assert layer.weight.requires_grad and not layer.bias.requires_grad
+    with pytest.raises(RuntimeError), frozen_parameters(layer):
+        raise RuntimeError("restored on error too")
+    assert layer.weight.requires_grad

@@ -209,3 +209,17 @@ def test_a_model_that_states_forget_facts_while_reasoning_is_not_forgotten():
     verdict, reasons, _, _, _ = judge(leaking, oracle, VerifyConfig())
     assert verdict == "not forgotten" and "reasoning traces state forget facts at a rate of 0.500" in reasons[0]
     assert judge(_with_traces(_measurement(0.0), leak=0.1), oracle, VerifyConfig())[0] == "removed"
+
+
+def test_with_retain_keeps_the_first_retain_facts_and_everything_else(no_runtime_typecheck):
+    from sae_unlearn.verification import verification_data
+
+    full = verification_data("secrets")
+    quick = full.with_retain(32)
+    assert quick.split.retain == full.split.retain[:32] and quick.split.forget == full.split.forget
+    assert quick.utility_sets == {"retain": quick.split.retain}  # model utility follows the retain set
+    assert quick.relearn_texts == full.relearn_texts and quick.relearn_eval == full.relearn_eval
+    assert len(full.split.retain) > 32  # the original is untouched
+    for bad in (0, full.n_shots, "32", True):
+        with pytest.raises(ValueError, match="keep more retain facts than the"):
+            full.with_retain(bad)
