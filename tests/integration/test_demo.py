@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sae_unlearn.__main__ import main
+from tests.shared_saes import shared_saes
 
 pytestmark = pytest.mark.integration
 MODELS = ["secrets", "secrets-gpt2", "secrets-gemma2"]
@@ -45,7 +46,8 @@ def _check_demo(tmp_path, capsys, model: str) -> dict:
     # test_verification.py)
     # at the demo's own settings on every model: with SAEs fitted on 60k tokens instead of 200k, SSPU on
     # secrets-gemma2 forgets only down to 0.25 (oracle 0.04), so the twins cannot be run cheaper
-    assert main(["demo", "--out", str(tmp_path), "--model", model, "--no-progress"]) == 0
+    with shared_saes(f"demo-{model}", tmp_path):
+        assert main(["demo", "--out", str(tmp_path), "--model", model, "--no-progress"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     from sae_unlearn.demo import DemoReport
 

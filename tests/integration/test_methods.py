@@ -16,6 +16,7 @@ from sae_unlearn.subspaces import build_subspaces
 from sae_unlearn.unlearning import METHODS, GradientMethod, TrainConfig, method_runs_on, register
 from sae_unlearn.unlearning.gradient import mean_token_nll
 from sae_unlearn.unlearning.trainer import TrainRun
+from tests.shared_saes import shared_saes
 
 pytestmark = pytest.mark.integration
 
@@ -332,7 +333,8 @@ def test_a_method_from_a_test_file_runs_through_the_pipeline_and_the_demo(stage,
 
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--no-progress", "--steps", "4", "--sae-training-samples", "20000"]
-    assert main([*argv, "--methods", "rmu", "sspu", toy_method]) == 0
+    with shared_saes("demo-secrets-20k", out):
+        assert main([*argv, "--methods", "rmu", "sspu", toy_method]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["methods"] == ["rmu", "sspu", toy_method]
     assert report["unlearning"][toy_method]["step_time_over_rmu"] > 0
