@@ -33,11 +33,14 @@
 # numbers are indicative — `benchmarks/README.md` ("Which method should I use?") has the full-budget table.
 
 # %% tags=["parameters"]
+import os
+
+SMOKE = os.environ.get("SAE_UNLEARN_SMOKE") == "1"  # the test suite sets it: fewer steps, the same cells
 MODEL = "secrets"
 SAE_TOKENS = 60_000
-STEPS = 30
+STEPS = 15 if SMOKE else 30
 METHODS = None  # None: every registered method that runs on MODEL (R²MU's need a reasoning model)
-RELEARN_STEPS = (0, 10)
+RELEARN_STEPS = (0, 5) if SMOKE else (0, 10)
 PROBE_STEPS = 10
 RETAIN_ITEMS = 32  # retain facts in the control and the probe's training set (None: all)
 QUANT_BITS = (4,)
