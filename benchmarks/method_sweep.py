@@ -33,9 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tables import record, table  # benchmarks/tables.py: this script's folder is on sys.path
+from settings_file import read_settings, write_settings  # this script's folder is on sys.path
+from tables import record, table
 
-from sae_unlearn.atomic import output_lock, read_json, write_json_atomic
+from sae_unlearn.atomic import output_lock
 from sae_unlearn.data.reasoning import ReasoningCorpus
 from sae_unlearn.evaluation.reasoning import reasoning_metrics
 from sae_unlearn.models import load_model, zoo_model_path
@@ -195,22 +196,6 @@ def sweep_table(points: list[list]) -> dict:
     if all(p[7] is None and p[8] is None for p in points):
         return table(columns[:7] + columns[9:], formats[:7] + formats[9:], [p[:7] + p[9:] for p in points])
     return table(columns, formats, points)
-
-
-def read_settings(path: Path) -> dict:
-    """The settings file's content (``{}`` when it does not exist yet); a damaged one fails naming it."""
-    return read_json(path, "method settings") if path.exists() else {}
-
-
-def write_settings(path: Path, chosen: dict[str, dict]) -> None:
-    """Merge the swept methods' chosen settings into ``path``, keeping every other entry.
-
-    Written atomically (temporary, fsync, rename): a kill at any moment leaves the old file whole.
-    """
-    kept = read_settings(path)
-    for name, settings in chosen.items():  # the swept methods' entries replaced, the others kept
-        kept[name] = kept.get(name, {}) | settings
-    write_json_atomic(path, kept)
 
 
 def _opt(k: dict, key: str) -> str:

@@ -32,6 +32,7 @@ STEPS = 30 if SMOKE else 120  # the demo uses 250
 OUT = "runs/tutorial03"
 SAE_DIR = None  # None: the shared cache folder
 REASONING_STEPS = 20 if SMOKE else 80  # R²MU section (secrets-reasoning model)
+TOKEN_STEPS = 120 if SMOKE else 300  # UniErase section: steps training the unlearning token (its default 300)
 
 # %%
 from sae_unlearn import load_zoo_model, zoo_model_path
@@ -199,7 +200,8 @@ def refusal_view(m) -> dict:
 
 u_model = load_model(u_path)
 views = {"original": refusal_view(u_model)}
-u_result = UniErase(UniEraseConfig(hook=hook)).apply(u_model, u_data.forget_texts, u_data.retain_texts)
+unierase = UniErase(UniEraseConfig(hook=hook, token_steps=TOKEN_STEPS))
+u_result = unierase.apply(u_model, u_data.forget_texts, u_data.retain_texts)
 views["UniErase"] = refusal_view(u_model)
 print(f"parameters changed: {100 * u_result.extra['parameters_changed_fraction']:.1f}%")
 q = u_data.split.forget[0].prompt

@@ -1,6 +1,7 @@
 """The main job writes the report the README promises, on the secrets model and on its
 architecture twins (GPT-2: Conv1D weights, tied embeddings; Gemma-2: sandwich norms, soft-capping),
-each with the same report keys and the same targets."""
+each with the same report keys and the same targets; on secrets it also runs a method registered
+from a test file (tests/toy_method.py), as a user's own method would be."""
 
 import json
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from sae_unlearn.__main__ import main
 from tests.shared_saes import shared_saes
+from tests.toy_method import toy_method_registered
 
 pytestmark = pytest.mark.integration
 MODELS = ["secrets", "secrets-gpt2", "secrets-gemma2"]
@@ -32,7 +34,18 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 def test_demo_writes_report_on_secrets_and_its_twins(tmp_path, capsys, model):
     """The same report keys and the same targets on each model (one test per model, so the test
     workers run them side by side)."""
-    keys = _keys(_check_demo(tmp_path, capsys, model))
+    if model == "secrets":  # a user's method beside the built-in ones: listed, unlearned, verified
+        with toy_method_registered() as toy:
+            report = _check_demo(tmp_path, capsys, model, extra_methods=[toy])
+        assert report["config"]["methods"] == ["rmu", "sspu", toy]
+        assert report["unlearning"][toy]["step_time_over_rmu"] > 0
+        assert report["verification"][toy]["verdict"] in ("removed", "suppressed", "not forgotten", "inconclusive")
+        assert (tmp_path / "verification" / toy / "verification.json").is_file()
+        for section in ("unlearning", "verification"):  # the keys below are the built-in methods' only
+            del report[section][toy]
+    else:
+        report = _check_demo(tmp_path, capsys, model)
+    keys = _keys(report)
     expected = set(json.loads(KEYS.read_text()))
     assert keys == expected, (
         f"{model}: the report's keys differ from {KEYS.name}: new {sorted(keys - expected)}, missing "
@@ -41,13 +54,14 @@ def test_demo_writes_report_on_secrets_and_its_twins(tmp_path, capsys, model):
     )
 
 
-def _check_demo(tmp_path, capsys, model: str) -> dict:
+def _check_demo(tmp_path, capsys, model: str, extra_methods: list[str] | None = None) -> dict:
     # the default: one relearning run instead of the 18-run grid (the grid's worst case is tested in
     # test_verification.py)
     # at the demo's own settings on every model: with SAEs fitted on 60k tokens instead of 200k, SSPU on
     # secrets-gemma2 forgets only down to 0.25 (oracle 0.04), so the twins cannot be run cheaper
     with shared_saes(f"demo-{model}", tmp_path):
-        assert main(["demo", "--out", str(tmp_path), "--model", model, "--no-progress"]) == 0
+        methods = ["--methods", "rmu", "sspu", *extra_methods] if extra_methods else []
+        assert main(["demo", "--out", str(tmp_path), "--model", model, "--no-progress", *methods]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     from sae_unlearn.demo import DemoReport
 

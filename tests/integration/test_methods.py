@@ -1,22 +1,19 @@
 """Every registered unlearning method on the secrets model through the one trainer, and a method
-plugged in from this file (not the package) running through the pipeline and the demo."""
+plugged in from a test file (not the package) running through the pipeline and the monitor."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 
-from sae_unlearn.__main__ import main
 from sae_unlearn.evaluation import answer_probability
 from sae_unlearn.models import load_model, zoo_model_path
 from sae_unlearn.pipeline import unlearn
 from sae_unlearn.subspaces import build_subspaces
-from sae_unlearn.unlearning import METHODS, GradientMethod, TrainConfig, method_runs_on, register
+from sae_unlearn.unlearning import METHODS, GradientMethod, TrainConfig, method_runs_on
 from sae_unlearn.unlearning.gradient import mean_token_nll
 from sae_unlearn.unlearning.trainer import TrainRun
-from tests.shared_saes import shared_saes
+from tests.toy_method import toy_method_registered
 
 pytestmark = pytest.mark.integration
 
@@ -293,35 +290,16 @@ def test_idkdpo_without_questions_is_refused_before_any_change(stage):
     assert all(torch.equal(before[n], model.hf_state_dict()[n]) for n in before)
 
 
-# --- a method from outside the package -----------------------------------------------------------
-
-
-class ForgetLastToken(GradientMethod):
-    """Toy: lower the likelihood of each forget text's last token only; keep retain NLL."""
-
-    description = "unlikely last tokens (a toy)"
-
-    def step_loss(self, run, forget, forget_index, retain, retain_index):
-        ids, mask = forget.input_ids, forget.attention_mask
-        logits = run.model.logits(ids, mask)
-        last = mask.sum(-1) - 1
-        rows = torch.arange(ids.shape[0])
-        logp = torch.log_softmax(logits[rows, last - 1].float(), -1)[rows, ids[rows, last]]
-        forget_loss = logp.mean()
-        retain_loss = mean_token_nll(run.model, retain)
-        return {"loss": forget_loss + retain_loss, "forget_loss": forget_loss, "retain_loss": retain_loss}
+# --- a method from outside the package (tests/toy_method.py; the demo runs it in test_demo.py) ------
 
 
 @pytest.fixture
 def toy_method():
-    register("toy_last_token")(ForgetLastToken)
-    try:
-        yield "toy_last_token"
-    finally:
-        METHODS.pop("toy_last_token", None)
+    with toy_method_registered() as name:
+        yield name
 
 
-def test_a_method_from_a_test_file_runs_through_the_pipeline_and_the_demo(stage, toy_method, tmp_path):
+def test_a_method_from_a_test_file_runs_through_the_pipeline_and_the_monitor(stage, toy_method):
     data, st = stage
     model, result = unlearn(toy_method, zoo_model_path("secrets"), data, st, {"steps": 3}, device="cpu", progress=False)
     assert result.method == toy_method and result.config["hook"] == st.selection.hook and len(result.history) == 3
@@ -330,13 +308,3 @@ def test_a_method_from_a_test_file_runs_through_the_pipeline_and_the_demo(stage,
 
     monitor = UnlearningMonitor(zoo_model_path("secrets"), st, data.forget_texts, data.retain_texts, data.split)
     assert toy_method in [value for _, value in monitor.method.options]
-
-    out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--no-progress", "--steps", "4", "--sae-training-samples", "20000"]
-    with shared_saes("demo-secrets-20k", out):
-        assert main([*argv, "--methods", "rmu", "sspu", toy_method]) == 0
-    report = json.loads((out / "report.json").read_text())
-    assert report["config"]["methods"] == ["rmu", "sspu", toy_method]
-    assert report["unlearning"][toy_method]["step_time_over_rmu"] > 0
-    assert report["verification"][toy_method]["verdict"] in ("removed", "suppressed", "not forgotten", "inconclusive")
-    assert (out / "verification" / toy_method).is_dir()

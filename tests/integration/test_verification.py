@@ -171,9 +171,13 @@ def test_multiple_choice_scores_known_facts(secrets_model, secrets_oracle, vdata
 def test_verify_command_infers_data_and_oracle(tmp_path, capsys):
     model_dir = zoo_model_path("secrets")
     out = tmp_path / "v"
-    assert main(["verify", str(model_dir), "--out", str(out), "--relearn-steps", "0", "5", "--no-progress"]) == 0
+    # one learning rate (the grid's other points are tested above) and no probe (tested above): the
+    # inference of --data and --oracle is what this test is about
+    argv = ["verify", str(model_dir), "--out", str(out), "--relearn-steps", "0", "5", "--relearn-lrs", "1e-3"]
+    assert main([*argv, "--skip", "probe", "--no-progress"]) == 0
     saved = json.loads((out / "verification.json").read_text())
     assert saved["verdict"] == "not forgotten" and set(saved["summary"]["relearn"]) == {"0", "5"}
+    assert saved["config"]["attacks"]["relearn"]["lrs"] == [1e-3] and "probe" not in saved["model"]["attacks"]
     assert "NOT FORGOTTEN" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["verify", str(tmp_path)])  # not a model folder

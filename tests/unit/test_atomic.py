@@ -174,7 +174,7 @@ def test_write_json_atomic_and_read_json_name_the_file(tmp_path):
 SETTINGS_WRITER = r"""
 sys.path.insert(0, "benchmarks")
 from pathlib import Path
-from method_sweep import write_settings
+from settings_file import write_settings
 
 path = Path(sys.argv[1])
 chosen = {"secrets": {"rmu": {"lr": 0.002, "padding": "x" * 4_000_000}}}
