@@ -38,16 +38,25 @@ NOTEBOOK_SCRIPTS := $(shell grep -l 'formats: ipynb,py:percent' tutorials/*.py n
 
 .PHONY: base-install install demo test test-fast tables zoo lint clean lab notebooks constraints
 
+# pip byte-compiles every installed file on one core; compileall does the same on every core (the
+# same .pyc files, on 2 cores a fresh install 3:34 -> 2:46). Like pip, a file that does not compile
+# is skipped.
+PIP     := $(BIN)/python -m pip install --quiet --no-compile
+COMPILE := $(BIN)/python -m compileall -q -j 0 \
+	$$($(BIN)/python -c 'import sysconfig as s; print(*{s.get_path("purelib"), s.get_path("platlib")})') >/dev/null || true
+
 # Two stamps: the toolkit alone (what `make demo` needs: about half the install time) and the test
 # and lint tools on top of it (`make test`, `make lint`).
 $(BIN)/.base-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	$(PIP) "$(TORCH)"
+	$(PIP) -c constraints.txt -e .
+	$(COMPILE)
 	touch $@
 
 $(BIN)/.installed: $(BIN)/.base-installed
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) -c constraints.txt -e ".[dev]"
+	$(COMPILE)
 	touch $@
 
 base-install: $(BIN)/.base-installed
@@ -57,7 +66,8 @@ install: $(BIN)/.installed
 # After the base install, so torch stays the build TORCH chose. The kernelspec named python3 (the
 # notebooks' kernel) is rewritten in .venv with this Python's absolute path.
 $(BIN)/.lab-installed: $(BIN)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab]"
+	$(PIP) -c constraints.txt -e ".[lab]"
+	$(COMPILE)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (sae-unlearn .venv)"
 	touch $@
 
